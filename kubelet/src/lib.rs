@@ -1,0 +1,2 @@
+//! krun-kubelet: pod manifests, sandboxes, container lifecycle, probes,
+//! logs and the node agent.
