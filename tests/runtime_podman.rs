@@ -398,9 +398,10 @@ spec:
     ])?;
     let ps = p.ok(&["ps", "--format", "{{.Names}} {{.Status}}"])?;
     for c in ["conf-pod-one", "conf-pod-two"] {
-        expect(ps.lines().any(|l| l.starts_with(&format!("{c} Up"))), || {
-            format!("{c} is not running: {ps:?}")
-        })?;
+        expect(
+            ps.lines().any(|l| l.starts_with(&format!("{c} Up"))),
+            || format!("{c} is not running: {ps:?}"),
+        )?;
     }
     let one = p.ok(&["exec", "conf-pod-one", "readlink", "/proc/self/ns/net"])?;
     let two = p.ok(&["exec", "conf-pod-two", "readlink", "/proc/self/ns/net"])?;
