@@ -92,10 +92,18 @@ poweroff -f
     )
 }
 
+/// krun-runtime from this workspace, or KRUN_RUNTIME_BIN when set (to try
+/// a build that is not on main yet).
+fn krun_runtime_bin() -> PathBuf {
+    std::env::var_os("KRUN_RUNTIME_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| common::bin("krun-runtime"))
+}
+
 fn runtime_path(name: &str) -> PathBuf {
     match name {
         "runc" => PathBuf::from("/usr/sbin/runc"),
-        _ => common::bin("krun-runtime"),
+        _ => krun_runtime_bin(),
     }
 }
 

@@ -176,6 +176,13 @@ fn ensure_containers_conf() {
     fs::rename(&tmp, CONTAINERS_CONF).expect("install containers.conf");
 }
 
+/// krun-runtime from this workspace, or KRUN_RUNTIME_BIN when set.
+fn krun_runtime_bin() -> PathBuf {
+    std::env::var_os("KRUN_RUNTIME_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| common::bin("krun-runtime"))
+}
+
 type Scenario = fn(&Podman, &str) -> Result<(), String>;
 
 /// Runs a scenario with runc (must pass) and krun-runtime (must pass unless
@@ -187,7 +194,7 @@ fn with_each_runtime(name: &str, scenario: Scenario) {
     ensure_containers_conf();
     for (rt, path) in [
         ("runc", PathBuf::from("/usr/sbin/runc")),
-        ("krun-runtime", common::bin("krun-runtime")),
+        ("krun-runtime", krun_runtime_bin()),
     ] {
         let p = Podman::new(&path);
         let r = p.image().and_then(|img| scenario(&p, &img));

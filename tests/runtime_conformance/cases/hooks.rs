@@ -42,7 +42,7 @@ pub fn cases() -> Vec<Case> {
 /// A hook run by the host's /bin/sh that records its name and its stdin.
 fn host_hook(dir: &Path, name: &str) -> Value {
     let d = dir.display();
-    json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo {name} >> {d}/order; cat > {d}/{name}.json; echo \"$CONF_HOOK_ENV\" > {d}/{name}.env")],
+    json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo {name} >> {d}/order; cat > {d}/{name}.json; echo \"$CONF_HOOK_ENV\" > {d}/{name}.env; readlink /proc/self/ns/mnt > {d}/{name}.mnt")],
            "env": [format!("CONF_HOOK_ENV=env-of-{name}")]})
 }
 
@@ -110,7 +110,8 @@ fn hooks_run(rt: &Runtime, env: &Env, with_poststart: bool) -> Result<(), String
     c["hooks"] = hooks;
     let inside = Inside {
         config: c,
-        script: "echo process >> /hookout/order".into(),
+        script: "echo process >> /hookout/order; readlink /proc/self/ns/mnt > /hookout/process.mnt"
+            .into(),
         expect: Expect::Pass,
     };
     let o = create(rt, env, &inside);
@@ -170,6 +171,26 @@ fn hooks_run(rt: &Runtime, env: &Env, with_poststart: bool) -> Result<(), String
             return Err(format!(
                 "hook order {seen:?}: startContainer must run before the process"
             ))
+        }
+    }
+    // createContainer runs in the container's mount namespace, the
+    // runtime-namespace hooks in the runtime's.
+    let host_mnt = std::fs::read_link("/proc/self/ns/mnt")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let container_mnt = read_lossy(&dir.join("process.mnt")).trim().to_string();
+    for (kind, want, which) in [
+        ("createRuntime", &host_mnt, "the runtime's"),
+        ("prestart", &host_mnt, "the runtime's"),
+        ("poststop", &host_mnt, "the runtime's"),
+        ("createContainer", &container_mnt, "the container's"),
+    ] {
+        let got = read_lossy(&dir.join(format!("{kind}.mnt")));
+        if got.trim() != want.as_str() {
+            return Err(format!(
+                "{kind} hook ran in mount namespace {:?}, expected {which} {want:?}",
+                got.trim()
+            ));
         }
     }
     let bundle = env.bundle().display().to_string();

@@ -42,6 +42,7 @@ pub fn cases() -> Vec<Case> {
             config_frozen_at_create,
         ),
         outside("lifecycle", "lifecycle_pause_resume", pause_resume),
+        outside("lifecycle", "lifecycle_run_detached", run_detached),
     ]
 }
 
@@ -335,4 +336,26 @@ fn pause_resume(rt: &Runtime, env: &Env) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(10));
     }
     Ok(())
+}
+
+/// `run -d` (runc's command line) returns once the container runs; the
+/// container stays until killed and deleted.
+fn run_detached(rt: &Runtime, env: &Env) -> Result<(), String> {
+    let s = setup(env, WAITER);
+    let id = env.id.as_str();
+    must(rt.cmd(&["run", "-d", "--bundle", &s.bundle, id]), "run -d")?;
+    let _guard = Cleanup {
+        rt,
+        id: id.to_string(),
+    };
+    if !wait_for(&s.out.join("marker"), RUN_TIMEOUT) {
+        return Err("the program did not run after run -d".into());
+    }
+    let st = rt.state(id)?;
+    if st["status"] != "running" {
+        return Err(format!("after run -d the status is {}", st["status"]));
+    }
+    must(rt.cmd(&["kill", id, "TERM"]), "kill TERM")?;
+    rt.wait_status(id, "stopped", RUN_TIMEOUT)?;
+    must(rt.cmd(&["delete", id]), "delete")
 }

@@ -16,6 +16,7 @@ pub fn cases() -> Vec<Case> {
         outside("mounts", "mounts_bind_writable", bind_writable),
         inside("mounts", "mounts_bind_file", bind_file),
         inside("mounts", "mounts_bind_flags", bind_flags),
+        inside("mounts", "mounts_bind_propagation", bind_propagation),
         inside("mounts", "mounts_destination_created", destination_created),
         inside("mounts", "mounts_in_order", in_order),
         inside("mounts", "mounts_masked_paths", masked_paths),
@@ -247,6 +248,34 @@ if echo "$v" > /proc/sys/vm/overcommit_memory 2>/dev/null; then fail "wrote /pro
 "#;
     Inside {
         config: base(&env.rootfs),
+        script: script.into(),
+        expect: Expect::Pass,
+    }
+}
+
+/// Propagation options on mounts: rshared gives the mount a peer group,
+/// rprivate none.
+fn bind_propagation(env: &Env) -> Inside {
+    let shared = source_dir(env, "shared-src");
+    let private = source_dir(env, "private-src");
+    let mut c = base(&env.rootfs);
+    push(
+        &mut c,
+        "/mounts",
+        json!({"destination": "/conf-shared", "type": "bind", "source": shared, "options": ["rbind", "rshared"]}),
+    );
+    push(
+        &mut c,
+        "/mounts",
+        json!({"destination": "/conf-private", "type": "bind", "source": private, "options": ["rbind", "rprivate"]}),
+    );
+    let script = r#"
+optional() { mnt "$1" | awk '{for(i=7;i<=NF;i++){if($i=="-")break; printf "%s ", $i}}'; }
+case "$(optional /conf-shared)" in *shared:*) ;; *) fail "rshared mount has no peer group: $(mnt /conf-shared)";; esac
+case "$(optional /conf-private)" in *shared:*|*master:*) fail "rprivate mount propagates: $(mnt /conf-private)";; esac
+"#;
+    Inside {
+        config: c,
         script: script.into(),
         expect: Expect::Pass,
     }

@@ -14,6 +14,7 @@ pub fn cases() -> Vec<Case> {
         inside("namespaces", "ns_unlisted_is_shared", unlisted_is_shared),
         outside("namespaces", "ns_join_by_path", join_by_path),
         inside("namespaces", "ns_user_mappings", user_mappings),
+        inside("namespaces", "ns_time_offsets", time_offsets),
     ]
 }
 
@@ -160,6 +161,38 @@ eq "$(id -u)" 0 "uid inside"
     Inside {
         config: c,
         script: script.into(),
+        expect: Expect::Pass,
+    }
+}
+
+/// A time namespace with timeOffsets (runtime-spec 1.1): the offsets are
+/// the namespace's, and CLOCK_MONOTONIC/BOOTTIME move by them (uptime
+/// follows boottime).
+fn time_offsets(env: &Env) -> Inside {
+    let mut c = base(&env.rootfs);
+    add_namespace(&mut c, json!({"type": "time"}));
+    put(
+        &mut c,
+        "/linux/timeOffsets",
+        json!({"monotonic": {"secs": 86400, "nanosecs": 0}, "boottime": {"secs": 172800, "nanosecs": 0}}),
+    );
+    let host_ns = host_ns("time");
+    let host_uptime = std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|u| u.split('.').next().and_then(|s| s.parse::<u64>().ok()))
+        .unwrap_or(0);
+    let script = format!(
+        r#"
+[ "$(readlink /proc/$$/ns/time)" != "{host_ns}" ] || fail "time namespace is the host's"
+eq "$(awk '$1=="monotonic" {{print $2}}' /proc/$$/timens_offsets)" 86400 "monotonic offset"
+eq "$(awk '$1=="boottime" {{print $2}}' /proc/$$/timens_offsets)" 172800 "boottime offset"
+up=$(cut -d. -f1 /proc/uptime)
+[ "$up" -ge $(({host_uptime} + 172800)) ] || fail "uptime $up does not include the boottime offset"
+"#
+    );
+    Inside {
+        config: c,
+        script,
         expect: Expect::Pass,
     }
 }

@@ -5,6 +5,11 @@ use super::{inside, outside, Case};
 use crate::config::{base, put};
 use crate::harness::{Env, Expect, Inside, Runtime};
 use serde_json::json;
+use std::io::Read;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::{Duration, Instant};
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -16,6 +21,11 @@ pub fn cases() -> Vec<Case> {
         inside("process", "process_oom_score_adj", oom_score_adj),
         inside("process", "process_umask", umask),
         outside("process", "process_exit_code", exit_code),
+        outside(
+            "process",
+            "process_terminal_console_socket",
+            terminal_console_socket,
+        ),
     ]
 }
 
@@ -157,4 +167,123 @@ fn exit_code(rt: &Runtime, env: &Env) -> Result<(), String> {
         return Err("`run` left the container behind after it exited".into());
     }
     Ok(())
+}
+
+/// Receives one file descriptor sent with SCM_RIGHTS (the pty master a
+/// runtime passes over --console-socket).
+fn recv_fd(stream: &UnixStream) -> Result<OwnedFd, String> {
+    let mut data = [0u8; 4096];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain data; zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: msg points at live buffers of the sizes given.
+    let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(format!(
+            "recvmsg on the console socket: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: the kernel filled msg; CMSG_* walk the control buffer it described.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        if c.is_null() || (*c).cmsg_level != libc::SOL_SOCKET || (*c).cmsg_type != libc::SCM_RIGHTS
+        {
+            return Err("the console socket message carried no file descriptor".into());
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>());
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// terminal true with --console-socket: the runtime sends the pty master;
+/// the process's stdio is the pty and /dev/console is it ("bind mounting
+/// the pseudoterminal pty to /dev/console").
+fn terminal_console_socket(rt: &Runtime, env: &Env) -> Result<(), String> {
+    let mut c = base(&env.rootfs);
+    put(&mut c, "/process/terminal", json!(true));
+    let script = r#"
+[ -t 0 ] || fail "stdin is not a terminal"
+[ -t 1 ] || fail "stdout is not a terminal"
+eq "$(stat -c '%F %t' /dev/console)" "character special file 88" "/dev/console is a pty (major 136)"
+"#;
+    let bundle = crate::harness::write_bundle(
+        env,
+        &Inside {
+            config: c,
+            script: script.into(),
+            expect: Expect::Pass,
+        },
+    );
+    let sock = env.scratch.join("console.sock");
+    let listener =
+        UnixListener::bind(&sock).map_err(|e| format!("bind {}: {e}", sock.display()))?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let b = bundle.display().to_string();
+    let s = sock.display().to_string();
+    let o = rt.cmd(&["create", "--bundle", &b, "--console-socket", &s, &env.id]);
+    let _guard = crate::harness::Cleanup {
+        rt,
+        id: env.id.clone(),
+    };
+    if !o.ok() {
+        return Err(format!("create with a terminal failed: {}", o.describe()));
+    }
+    // The runtime has connected and sent the master before create returned.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let stream = loop {
+        match listener.accept() {
+            Ok((st, _)) => break st,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => return Err(format!("no connection on the console socket: {e}")),
+        }
+    };
+    stream.set_nonblocking(false).map_err(|e| e.to_string())?;
+    let master = recv_fd(&stream)?;
+    let reader = std::thread::spawn(move || {
+        let mut f = std::fs::File::from(master);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Ends with EIO once the last slave fd closes (the container exited).
+        while let Ok(n) = f.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&out).replace('\r', "")
+    });
+    let o = rt.cmd(&["start", &env.id]);
+    if !o.ok() {
+        return Err(format!("start failed: {}", o.describe()));
+    }
+    rt.wait_status(&env.id, "stopped", crate::harness::RUN_TIMEOUT)?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !reader.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if !reader.is_finished() {
+        return Err("the pty master never reached end of file after the container exited".into());
+    }
+    let out = reader
+        .join()
+        .map_err(|_| "pty reader panicked".to_string())?;
+    if out.lines().any(|l| l.trim() == crate::harness::OK_MARKER) {
+        Ok(())
+    } else {
+        Err(format!(
+            "checks on the terminal failed; pty output: {:?}",
+            crate::harness::clip(&out)
+        ))
+    }
 }
