@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long any single runtime command may take.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a container's process may run before the case gives up on it.
-pub const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(15);
 /// The last line a check script prints when everything it checked held.
 pub const OK_MARKER: &str = "CONFORMANCE-OK";
 

@@ -165,6 +165,7 @@ eq "$(id -u)" 0 "uid inside"
     }
 }
 
+/// Known wrong in runc 1.1.5, which predates time namespaces.
 /// A time namespace with timeOffsets (runtime-spec 1.1): the offsets are
 /// the namespace's, and CLOCK_MONOTONIC/BOOTTIME move by them (uptime
 /// follows boottime).
