@@ -20,6 +20,7 @@ pub fn cases() -> Vec<Case> {
         inside("process", "process_no_new_privileges_false", nnp_false),
         inside("process", "process_oom_score_adj", oom_score_adj),
         inside("process", "process_umask", umask),
+        inside("process", "process_no_leaked_fds", no_leaked_fds),
         outside("process", "process_exit_code", exit_code),
         outside(
             "process",
@@ -285,5 +286,19 @@ eq "$(stat -c '%F %t' /dev/console)" "character special file 88" "/dev/console i
             "checks on the terminal failed; pty output: {:?}",
             crate::harness::clip(&out)
         ))
+    }
+}
+
+/// The process starts with exactly stdin, stdout and stderr open: no fd of
+/// the runtime leaks in (the CVE-2024-21626 class). `ls` lists its own
+/// fds: 0-2 inherited and 3, the directory it is reading.
+fn no_leaked_fds(env: &Env) -> Inside {
+    let script = r#"
+eq "$(ls /proc/self/fd | xargs)" "0 1 2 3" "fds a child of the process inherits"
+"#;
+    Inside {
+        config: base(&env.rootfs),
+        script: script.into(),
+        expect: Expect::Pass,
     }
 }

@@ -13,6 +13,7 @@ pub fn cases() -> Vec<Case> {
         inside("root", "root_writable", writable),
         inside("root", "root_relative_path", relative_path),
         inside("root", "root_propagation_private", propagation_private),
+        inside("root", "root_host_mounts_gone", host_mounts_gone),
     ]
 }
 
@@ -85,6 +86,21 @@ case "$opt" in *shared:*) fail "/ is shared: $(mnt /)";; esac
 "#;
     Inside {
         config: c,
+        script: script.into(),
+        expect: Expect::Pass,
+    }
+}
+
+/// After pivot_root the host's mounts (and the old root) are gone: every
+/// mount point is the root or under /proc, /dev or /sys.
+fn host_mounts_gone(env: &Env) -> Inside {
+    let script = r#"
+for m in $(awk '{print $5}' /proc/self/mountinfo); do
+  case "$m" in /|/proc|/proc/*|/dev|/dev/*|/sys|/sys/*) ;; *) fail "unexpected mount point $m";; esac
+done
+"#;
+    Inside {
+        config: base(&env.rootfs),
         script: script.into(),
         expect: Expect::Pass,
     }
