@@ -50,6 +50,8 @@ const RUNC_KNOWN_WRONG_V2: &[(&str, &str)] = &[];
 
 const RUNTIMES: &[&str] = &["krun-runtime", "runc"];
 
+const V2_HEADING: &str = "# Under pure cgroup v2 (tests/runtime_conformance_v2.rs)";
+
 fn stage2(runtimes: &[&str]) -> String {
     format!(
         r#"#!/bin/busybox sh
@@ -271,9 +273,11 @@ fn cgroup_cases_on_pure_cgroup_v2() {
     eprintln!("{}", table.join("\n"));
     if let Some(path) = std::env::var_os("KRUN_CONFORMANCE_REPORT") {
         let mut text = fs::read_to_string(&path).unwrap_or_default();
-        text.push_str(&format!(
-            "# Under pure cgroup v2 (tests/runtime_conformance_v2.rs)\n\n{report}"
-        ));
+        // Replace the v2 section of an earlier run; the host section stays.
+        if let Some(at) = text.find(V2_HEADING) {
+            text.truncate(at);
+        }
+        text.push_str(&format!("\n{V2_HEADING}\n\n{report}"));
         fs::write(&path, text).expect("append v2 report");
     }
     assert!(
