@@ -219,7 +219,8 @@ fn expect(cond: bool, what: impl FnOnce() -> String) -> Result<(), String> {
     }
 }
 
-/// `run --rm IMG echo hi` prints hi and leaves no container.
+/// `run --rm IMG echo hi` prints hi and leaves no container; the exit code
+/// of the process is podman's.
 fn run_rm_echo(p: &Podman, img: &str) -> Result<(), String> {
     let out = p.ok(&["run", "--rm", "--network", "none", img, "echo", "hi"])?;
     expect(out == "hi\n", || {
@@ -228,6 +229,19 @@ fn run_rm_echo(p: &Podman, img: &str) -> Result<(), String> {
     let left = p.ok(&["ps", "-aq"])?;
     expect(left.trim().is_empty(), || {
         format!("--rm left containers: {left:?}")
+    })?;
+    let o = p.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        img,
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    expect(o.status.code() == Some(3), || {
+        format!("`run sh -c 'exit 3'` exited {}", o.status)
     })
 }
 

@@ -207,11 +207,17 @@ fn recv_fd(stream: &UnixStream) -> Result<OwnedFd, String> {
 
 /// terminal true with --console-socket: the runtime sends the pty master;
 /// the process's stdio is the pty and /dev/console is it ("bind mounting
-/// the pseudoterminal pty to /dev/console").
+/// the pseudoterminal pty to /dev/console"), sized by consoleSize.
 fn terminal_console_socket(rt: &Runtime, env: &Env) -> Result<(), String> {
     let mut c = base(&env.rootfs);
     put(&mut c, "/process/terminal", json!(true));
+    put(
+        &mut c,
+        "/process/consoleSize",
+        json!({"height": 33, "width": 101}),
+    );
     let script = r#"
+eq "$(stty size)" "33 101" "terminal size from consoleSize"
 [ -t 0 ] || fail "stdin is not a terminal"
 [ -t 1 ] || fail "stdout is not a terminal"
 eq "$(stat -c '%F %t' /dev/console)" "character special file 88" "/dev/console is a pty (major 136)"
