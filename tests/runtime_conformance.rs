@@ -357,10 +357,11 @@ fn write_report(outcomes: &[Outcome]) {
     };
     let failed: Vec<&Outcome> = outcomes.iter().filter(|o| o.result.is_err()).collect();
     let mut md = format!(
-        "# krun-runtime conformance failures\n\n{} of {} cases fail (tests/runtime_conformance.rs; \
+        "# krun-runtime conformance failures\n\nBinary: {}\n\n{} of {} cases fail (tests/runtime_conformance.rs; \
          re-run: `KRUN_CONFORMANCE_REPORT=<this file> cargo test --test runtime_conformance -- --nocapture`; \
          add KRUN_RUNTIME_BIN=<path> to try a build that is not on main, KRUN_CONFORMANCE_FILTER=<substring> \
          for some cases; each case's config and checks are in tests/runtime_conformance/cases/<section>.rs).\n\n",
+        runtime_path("krun-runtime").display(),
         failed.len(),
         outcomes.len()
     );

@@ -1,15 +1,17 @@
 //! config.md "Hostname" and "Domainname".
 
-use super::{inside, Case};
+use super::{inside, outside, Case};
+use crate::common;
 use crate::config::{base, drop_namespace, put};
-use crate::harness::{Env, Expect, Inside};
+use crate::harness::{refused_cleanly, write_bundle, Cleanup, Env, Expect, Inside, Runtime};
 use serde_json::json;
+use std::process::{Command, Stdio};
 
 pub fn cases() -> Vec<Case> {
     vec![
         inside("hostname", "hostname_set", hostname),
         inside("hostname", "domainname_set", domainname),
-        inside("hostname", "hostname_requires_uts_namespace", requires_uts),
+        outside("hostname", "hostname_requires_uts_namespace", requires_uts),
     ]
 }
 
@@ -42,13 +44,42 @@ fn domainname(env: &Env) -> Inside {
 
 /// A hostname without a UTS namespace of its own would rename the host.
 /// The spec leaves this open; runc and crun refuse, and so must we.
-fn requires_uts(env: &Env) -> Inside {
+fn requires_uts(rt: &Runtime, env: &Env) -> Result<(), String> {
     let mut c = base(&env.rootfs);
     drop_namespace(&mut c, "uts");
     put(&mut c, "/hostname", json!("conf-must-not-rename-the-host"));
-    Inside {
-        config: c,
-        script: String::new(),
-        expect: Expect::Refused(&["hostname", "uts"]),
+    let bundle = write_bundle(
+        env,
+        &Inside {
+            config: c,
+            script: String::new(),
+            expect: Expect::Pass,
+        },
+    );
+    // The runtime itself runs in a throwaway UTS namespace, which the
+    // container shares: a runtime failing this renames only that one.
+    let o = common::run(
+        Command::new("unshare")
+            .arg("--uts")
+            .arg(&rt.path)
+            .arg("--root")
+            .arg(&rt.root)
+            .args(["create", "--bundle"])
+            .arg(&bundle)
+            .arg(&env.id)
+            .stdin(Stdio::null()),
+    );
+    let _guard = Cleanup {
+        rt,
+        id: env.id.clone(),
+    };
+    if o.status.success() {
+        return Err("create accepted a hostname without a UTS namespace of its own".into());
     }
+    refused_cleanly(
+        rt,
+        &env.id,
+        &String::from_utf8_lossy(&o.stderr),
+        &["hostname", "uts"],
+    )
 }
