@@ -138,7 +138,27 @@ impl Runtime {
         stdin: Option<&Path>,
         timeout: Duration,
     ) -> (Option<i32>, bool) {
-        let mut cmd = Command::new(&self.path);
+        self.spawn_wait_wrapped(&[], args, out, err, stdin, timeout)
+    }
+
+    /// As spawn_wait, with the runtime run under `wrapper` (e.g. `unshare --uts`).
+    pub fn spawn_wait_wrapped(
+        &self,
+        wrapper: &[&str],
+        args: &[&str],
+        out: &Path,
+        err: &Path,
+        stdin: Option<&Path>,
+        timeout: Duration,
+    ) -> (Option<i32>, bool) {
+        let mut cmd = match wrapper.split_first() {
+            Some((prog, rest)) => {
+                let mut c = Command::new(prog);
+                c.args(rest).arg(&self.path);
+                c
+            }
+            None => Command::new(&self.path),
+        };
         cmd.arg("--root").arg(&self.root).args(args);
         cmd.stdout(file_for_write(out)).stderr(file_for_write(err));
         match stdin {

@@ -1,11 +1,11 @@
 //! config.md "Hostname" and "Domainname".
 
 use super::{inside, outside, Case};
-use crate::common;
 use crate::config::{base, drop_namespace, put};
-use crate::harness::{refused_cleanly, write_bundle, Cleanup, Env, Expect, Inside, Runtime};
+use crate::harness::{
+    read_lossy, refused_cleanly, write_bundle, Cleanup, Env, Expect, Inside, Runtime, CALL_TIMEOUT,
+};
 use serde_json::json;
-use std::process::{Command, Stdio};
 
 pub fn cases() -> Vec<Case> {
     vec![
@@ -58,28 +58,25 @@ fn requires_uts(rt: &Runtime, env: &Env) -> Result<(), String> {
     );
     // The runtime itself runs in a throwaway UTS namespace, which the
     // container shares: a runtime failing this renames only that one.
-    let o = common::run(
-        Command::new("unshare")
-            .arg("--uts")
-            .arg(&rt.path)
-            .arg("--root")
-            .arg(&rt.root)
-            .args(["create", "--bundle"])
-            .arg(&bundle)
-            .arg(&env.id)
-            .stdin(Stdio::null()),
+    let (out, err) = (
+        env.scratch.join("create.out"),
+        env.scratch.join("create.err"),
+    );
+    let b = bundle.display().to_string();
+    let (code, timed_out) = rt.spawn_wait_wrapped(
+        &["unshare", "--uts"],
+        &["create", "--bundle", &b, &env.id],
+        &out,
+        &err,
+        None,
+        CALL_TIMEOUT,
     );
     let _guard = Cleanup {
         rt,
         id: env.id.clone(),
     };
-    if o.status.success() {
+    if code == Some(0) && !timed_out {
         return Err("create accepted a hostname without a UTS namespace of its own".into());
     }
-    refused_cleanly(
-        rt,
-        &env.id,
-        &String::from_utf8_lossy(&o.stderr),
-        &["hostname", "uts"],
-    )
+    refused_cleanly(rt, &env.id, &read_lossy(&err), &["hostname", "uts"])
 }
