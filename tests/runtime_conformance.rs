@@ -128,6 +128,7 @@ const KRUN_PENDING: &[&str] = &[
     "errors_missing_executable",
     "errors_failed_create_leaves_nothing",
     "errors_invalid_id",
+    "errors_no_cgroup_left_behind",
 ];
 
 /// Cases where Debian's runc 1.1.5 departs from the spec. The case asserts
@@ -274,7 +275,7 @@ fn run_suite(rt_name: &'static str) -> Vec<Outcome> {
         }
     });
     let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    cases
+    let mut outcomes: Vec<Outcome> = cases
         .iter()
         .zip(results)
         .map(|(c, r)| Outcome {
@@ -282,7 +283,55 @@ fn run_suite(rt_name: &'static str) -> Vec<Outcome> {
             name: c.name,
             result: r.unwrap_or_else(|| Err("case never ran".into())),
         })
-        .collect()
+        .collect();
+    if filter.is_empty() {
+        outcomes.push(Outcome {
+            section: "errors",
+            name: LEAK_CHECK,
+            result: no_cgroups_left(&format!("conf-{}-{}-", std::process::id(), short(rt_name))),
+        });
+    }
+    outcomes
+}
+
+/// The suite-wide check run after every case: whatever failed, no cgroup
+/// of this run is left behind (a failed create must undo itself; delete
+/// must remove the cgroup). Leftovers are reported, then removed.
+const LEAK_CHECK: &str = "errors_no_cgroup_left_behind";
+
+fn no_cgroups_left(prefix: &str) -> Result<(), String> {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let mut dirs = vec![root.to_path_buf()];
+    if let Ok(rd) = fs::read_dir(root) {
+        dirs.extend(
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_dir()),
+        );
+    }
+    let mut left = Vec::new();
+    for d in dirs {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.filter_map(|e| e.ok()) {
+            if e.file_name().to_string_lossy().starts_with(prefix) && e.path().is_dir() {
+                left.push(e.path());
+            }
+        }
+    }
+    for d in &left {
+        let _ = fs::remove_dir(d);
+    }
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "cgroups left behind after every container was deleted: {}",
+            left.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
 }
 
 fn krun_pending(name: &str) -> bool {
@@ -299,7 +348,8 @@ fn runc_known_wrong(name: &str) -> Option<&'static str> {
 /// Both lists must name real cases, so a rename cannot hide a failure.
 #[test]
 fn conformance_lists_name_real_cases() {
-    let names: Vec<&str> = cases::all().iter().map(|c| c.name).collect();
+    let mut names: Vec<&str> = cases::all().iter().map(|c| c.name).collect();
+    names.push(LEAK_CHECK);
     for p in KRUN_PENDING {
         assert!(names.contains(p), "KRUN_PENDING names unknown case {p}");
     }
