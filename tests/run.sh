@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 bash tests/install-deps.sh
 bash tests/fixtures/registry.sh
 
-export PATH="$HOME/.cargo/bin:$PATH"
+export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
