@@ -1,2 +1,4 @@
 //! krun-kubelet: pod manifests, sandboxes, container lifecycle, probes,
 //! logs and the node agent.
+
+pub mod manifest;
