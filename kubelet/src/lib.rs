@@ -1,4 +1,6 @@
 //! krun-kubelet: pod manifests, sandboxes, container lifecycle, probes,
 //! logs and the node agent.
 
+pub mod backoff;
 pub mod manifest;
+pub mod status;
