@@ -2,5 +2,6 @@
 //! logs and the node agent.
 
 pub mod backoff;
+pub mod logs;
 pub mod manifest;
 pub mod status;
