@@ -4,4 +4,5 @@
 pub mod backoff;
 pub mod logs;
 pub mod manifest;
+pub mod spec;
 pub mod status;

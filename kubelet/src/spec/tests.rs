@@ -1,0 +1,586 @@
+use super::*;
+use crate::manifest::{parse_str, Object};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use std::fs;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    rootfs: PathBuf,
+    files: PodFiles,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = dir.path().join("rootfs");
+    fs::create_dir_all(rootfs.join("etc")).unwrap();
+    fs::write(
+        rootfs.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\nweb:x:33:33::/var/www:/bin/false\n",
+    )
+    .unwrap();
+    fs::write(
+        rootfs.join("etc/group"),
+        "root:x:0:\nwheel:x:10:root,app\napp:x:1000:\nstaff:x:50:\n",
+    )
+    .unwrap();
+    let files = PodFiles {
+        hosts: dir.path().join("hosts"),
+        resolv_conf: dir.path().join("resolv.conf"),
+        hostname: dir.path().join("hostname"),
+        termination_log: dir.path().join("termination-log"),
+    };
+    Fixture {
+        _dir: dir,
+        rootfs,
+        files,
+    }
+}
+
+fn image(json: serde_json::Value) -> ImageConfiguration {
+    serde_json::from_value(serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "config": json,
+    }))
+    .unwrap()
+}
+
+struct Loaded {
+    pod: Pod,
+    config_maps: Vec<ConfigMap>,
+    secrets: Vec<Secret>,
+}
+
+fn load(yaml: &str) -> Loaded {
+    let mut out = Loaded {
+        pod: Pod::default(),
+        config_maps: vec![],
+        secrets: vec![],
+    };
+    for d in parse_str("t.yaml", yaml).unwrap() {
+        match d.object {
+            Object::Pod(p) => out.pod = *p,
+            Object::ConfigMap(c) => out.config_maps.push(*c),
+            Object::Secret(s) => out.secrets.push(*s),
+        }
+    }
+    out.pod.metadata.uid = Some("9f0c-uid".into());
+    out
+}
+
+fn sandbox() -> Sandbox {
+    Sandbox {
+        net: Ns::Join("/run/krun/netns/p1".into()),
+        ipc: Ns::Join("/run/krun/ipcns/p1".into()),
+        uts: Ns::Join("/run/krun/utsns/p1".into()),
+        pid: Ns::New,
+        shm: Some("/run/krun/pods/p1/shm".into()),
+    }
+}
+
+fn node() -> NodeFacts {
+    NodeFacts {
+        name: "node-1".into(),
+        cpus: 2,
+        memory_bytes: 24 << 30,
+    }
+}
+
+fn build_with(
+    l: &Loaded,
+    img: &ImageConfiguration,
+    fx: &Fixture,
+    sb: &Sandbox,
+    security: Security,
+    container: usize,
+) -> Result<BuiltSpec, SpecError> {
+    let facts = PodFacts {
+        pod_ip: Some("10.88.0.7".into()),
+        host_ip: Some("127.0.0.1".into()),
+    };
+    let input = ContainerInput {
+        pod: &l.pod,
+        container: &l.pod.spec.as_ref().unwrap().containers[container],
+        image: img,
+        rootfs: &fx.rootfs,
+        sandbox: sb,
+        files: &fx.files,
+        facts: &facts,
+        node: &node(),
+        objects: Objects {
+            config_maps: &l.config_maps,
+            secrets: &l.secrets,
+        },
+        cgroups_path: "/krun/pod9f0c-uid/app".into(),
+        limit_swap: true,
+        security,
+    };
+    build(&input)
+}
+
+fn env_of(b: &BuiltSpec) -> Vec<String> {
+    b.spec.process().as_ref().unwrap().env().clone().unwrap()
+}
+
+fn args_of(b: &BuiltSpec) -> Vec<String> {
+    b.spec.process().as_ref().unwrap().args().clone().unwrap()
+}
+
+#[test]
+fn flask_pod_config() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/flask-pod.yaml");
+    let l = load(&fs::read_to_string(path).unwrap());
+    let fx = fixture();
+    let img = image(serde_json::json!({
+        "Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"],
+        "Cmd": ["python3", "app.py"],
+        "WorkingDir": "/app",
+        "ExposedPorts": {"5000/tcp": {}},
+    }));
+    let b = build_with(&l, &img, &fx, &sandbox(), Security::default(), 0).unwrap();
+    let p = b.spec.process().as_ref().unwrap();
+    assert_eq!(args_of(&b), ["python3", "app.py"]);
+    assert_eq!(p.cwd(), Path::new("/app"));
+    assert_eq!(
+        env_of(&b),
+        [
+            "PATH=/usr/local/bin:/usr/bin:/bin",
+            "HOSTNAME=flask-app",
+            "LANG=C.UTF-8"
+        ]
+    );
+    assert_eq!((p.user().uid(), p.user().gid()), (0, 0));
+    assert_eq!(p.user().additional_gids().clone().unwrap(), [0, 10]);
+    assert_eq!(b.spec.hostname().as_deref(), Some("flask-app"));
+    assert_eq!(b.stop_signal, libc::SIGTERM);
+    assert_eq!(
+        p.capabilities()
+            .as_ref()
+            .unwrap()
+            .bounding()
+            .as_ref()
+            .unwrap()
+            .len(),
+        14
+    );
+    assert_eq!(p.no_new_privileges(), Some(false));
+
+    // As the runtime reads it: config.json.
+    let json = serde_json::to_value(&b.spec).unwrap();
+    let ns: Vec<(String, Option<String>)> = json["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["type"].as_str().unwrap().to_string(),
+                n["path"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ns,
+        [
+            ("pid".to_string(), None),
+            (
+                "network".to_string(),
+                Some("/run/krun/netns/p1".to_string())
+            ),
+            ("ipc".to_string(), Some("/run/krun/ipcns/p1".to_string())),
+            ("uts".to_string(), Some("/run/krun/utsns/p1".to_string())),
+            ("mount".to_string(), None),
+            ("cgroup".to_string(), None),
+        ]
+    );
+    assert_eq!(json["linux"]["cgroupsPath"], "/krun/pod9f0c-uid/app");
+    assert_eq!(
+        json["linux"]["maskedPaths"].as_array().unwrap().len(),
+        MASKED_PATHS.len()
+    );
+    assert_eq!(json["linux"]["readonlyPaths"][3], "/proc/sys");
+    assert_eq!(
+        json["linux"]["resources"]["cpu"]["shares"], 2,
+        "BestEffort gets the minimum shares"
+    );
+    assert!(json["linux"]["resources"].get("memory").is_none());
+    assert_eq!(
+        json["linux"]["resources"]["devices"][0],
+        serde_json::json!({"allow": false, "access": "rwm"})
+    );
+    assert_eq!(json["root"]["path"], fx.rootfs.to_str().unwrap());
+    assert_eq!(json["annotations"]["io.kubernetes.pod.uid"], "9f0c-uid");
+    let mounts: Vec<&str> = json["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["destination"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            "/proc",
+            "/dev",
+            "/dev/pts",
+            "/dev/mqueue",
+            "/sys",
+            "/sys/fs/cgroup",
+            "/dev/shm",
+            "/etc/hosts",
+            "/etc/resolv.conf",
+            "/etc/hostname",
+            "/dev/termination-log",
+        ]
+    );
+    let hosts = &json["mounts"].as_array().unwrap()[7];
+    assert_eq!(hosts["source"], fx.files.hosts.to_str().unwrap());
+    assert_eq!(
+        hosts["options"],
+        serde_json::json!(["rbind", "rprivate", "rw"])
+    );
+}
+
+#[test]
+fn command_and_args_over_entrypoint_and_cmd() {
+    let fx = fixture();
+    let img = image(serde_json::json!({"Entrypoint": ["/entry"], "Cmd": ["--default"]}));
+    let cases = [
+        ("", vec!["/entry", "--default"]),
+        ("command: [/bin/sh]", vec!["/bin/sh"]),
+        ("args: [--flag]", vec!["/entry", "--flag"]),
+        (
+            "{command: [/bin/echo], args: [hi]}",
+            vec!["/bin/echo", "hi"],
+        ),
+    ];
+    for (extra, want) in cases {
+        let c = if extra.is_empty() {
+            "{name: app, image: busybox}".to_string()
+        } else if extra.starts_with('{') {
+            format!(
+                "{{name: app, image: busybox, {}}}",
+                &extra[1..extra.len() - 1]
+            )
+        } else {
+            format!("{{name: app, image: busybox, {extra}}}")
+        };
+        let l = load(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers: [{c}]\n"
+        ));
+        let b = build_with(&l, &img, &fx, &sandbox(), Security::default(), 0).unwrap();
+        assert_eq!(args_of(&b), want, "{extra}");
+    }
+    let l = load("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: app, image: busybox}]\n");
+    let err = build_with(
+        &l,
+        &image(serde_json::json!({})),
+        &fx,
+        &sandbox(),
+        Security::default(),
+        0,
+    )
+    .unwrap_err();
+    assert_eq!(err.to_string(), "no command specified");
+}
+
+const ENV_POD: &str = "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {greeting: hello, mode: fast}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {password: s3cret}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: team-a, labels: {app: web}}
+spec:
+  containers:
+  - name: app
+    image: busybox
+    command: [/bin/echo, '$(GREETING) $(POD_NAME)', '$$(POD_NAME)', '$(IMAGE_ONLY)']
+    resources:
+      limits: {memory: 64Mi}
+    envFrom:
+    - configMapRef: {name: settings}
+      prefix: CFG_
+    env:
+    - {name: LANG, value: en_US}
+    - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+    - {name: POD_NS, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
+    - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+    - {name: APP, valueFrom: {fieldRef: {fieldPath: \"metadata.labels['app']\"}}}
+    - {name: GREETING, valueFrom: {configMapKeyRef: {name: settings, key: greeting}}}
+    - {name: PASSWORD, valueFrom: {secretKeyRef: {name: creds, key: password}}}
+    - {name: MEM_MI, valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}}
+    - {name: CPUS, valueFrom: {resourceFieldRef: {resource: limits.cpu}}}
+    - {name: MSG, value: '$(GREETING) from $(POD_NAME) at $(POD_IP); $(LATER) $(IMAGE_ONLY)'}
+    - {name: LATER, value: late}
+";
+
+#[test]
+fn environment_as_kubernetes_builds_it() {
+    let fx = fixture();
+    // Namespaced objects: the ConfigMap and Secret must be in the pod's namespace.
+    let yaml = ENV_POD
+        .replace(
+            "metadata: {name: settings}",
+            "metadata: {name: settings, namespace: team-a}",
+        )
+        .replace(
+            "metadata: {name: creds}",
+            "metadata: {name: creds, namespace: team-a}",
+        );
+    let l = load(&yaml);
+    let img = image(serde_json::json!({"Env": ["PATH=/bin", "LANG=C", "IMAGE_ONLY=img"]}));
+    let b = build_with(&l, &img, &fx, &sandbox(), Security::default(), 0).unwrap();
+    assert_eq!(
+        env_of(&b),
+        [
+            "PATH=/bin",
+            "HOSTNAME=web",
+            "LANG=en_US",
+            "IMAGE_ONLY=img",
+            "CFG_greeting=hello",
+            "CFG_mode=fast",
+            "POD_NAME=web",
+            "POD_NS=team-a",
+            "POD_IP=10.88.0.7",
+            "APP=web",
+            "GREETING=hello",
+            "PASSWORD=s3cret",
+            "MEM_MI=64",
+            "CPUS=2",
+            "MSG=hello from web at 10.88.0.7; $(LATER) $(IMAGE_ONLY)",
+            "LATER=late",
+        ]
+    );
+    // Image variables are not expanded, escapes are kept, as in Kubernetes.
+    assert_eq!(
+        args_of(&b),
+        ["/bin/echo", "hello web", "$(POD_NAME)", "$(IMAGE_ONLY)"]
+    );
+
+    // In another namespace the references do not resolve.
+    let l = load(ENV_POD);
+    let err = build_with(&l, &img, &fx, &sandbox(), Security::default(), 0).unwrap_err();
+    assert!(matches!(err, SpecError::Config(_)));
+    assert_eq!(err.to_string(), "configmap \"settings\" not found");
+}
+
+#[test]
+fn missing_key_is_a_config_error_unless_optional() {
+    let fx = fixture();
+    let base = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers:\n  - {name: app, image: busybox, command: [sh], env: [{name: X, valueFrom: {configMapKeyRef: {name: c, key: nope OPT}}}]}\n";
+    let img = image(serde_json::json!({}));
+    let l = load(&base.replace(" OPT", ""));
+    let err = build_with(&l, &img, &fx, &sandbox(), Security::default(), 0).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "couldn't find key nope in ConfigMap default/c"
+    );
+    let l = load(&base.replace(" OPT", ", optional: true"));
+    let b = build_with(&l, &img, &fx, &sandbox(), Security::default(), 0).unwrap();
+    assert!(!env_of(&b).iter().any(|e| e.starts_with("X=")));
+}
+
+#[test]
+fn users_from_the_image_and_security_context() {
+    let fx = fixture();
+    let l = load("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: app, image: busybox, command: [sh]}]\n");
+    let ident = |user: &str, o: IdentityOverrides| {
+        let img = image(serde_json::json!({"User": user}));
+        let b = build_with(
+            &l,
+            &img,
+            &fx,
+            &sandbox(),
+            Security {
+                identity: o,
+                ..Default::default()
+            },
+            0,
+        )?;
+        let u = b.spec.process().as_ref().unwrap().user().clone();
+        Ok::<_, SpecError>((
+            u.uid(),
+            u.gid(),
+            u.additional_gids().clone().unwrap_or_default(),
+        ))
+    };
+    let none = IdentityOverrides::default;
+    assert_eq!(ident("app", none()).unwrap(), (1000, 1000, vec![1000, 10]));
+    assert_eq!(ident("1000", none()).unwrap(), (1000, 1000, vec![1000, 10]));
+    assert_eq!(ident("33:staff", none()).unwrap(), (33, 50, vec![50]));
+    assert_eq!(
+        ident("4242", none()).unwrap(),
+        (4242, 0, vec![0]),
+        "unknown uids run with gid 0"
+    );
+    assert_eq!(ident("4242:7", none()).unwrap(), (4242, 7, vec![7]));
+    assert_eq!(
+        ident("nobody", none()).unwrap_err().to_string(),
+        "unable to find user nobody: no matching entries in passwd file"
+    );
+    assert_eq!(
+        ident("app:nogroup", none()).unwrap_err().to_string(),
+        "unable to find group nogroup: no matching entries in group file"
+    );
+    let o = IdentityOverrides {
+        run_as_user: Some(1000),
+        run_as_group: Some(3000),
+        supplemental_groups: vec![4000],
+        fs_group: Some(2000),
+    };
+    assert_eq!(
+        ident("33", o).unwrap(),
+        (1000, 3000, vec![3000, 10, 2000, 4000])
+    );
+}
+
+/// A hostile image whose /etc/passwd is a symlink out of its rootfs must
+/// not make krun read the host's file.
+#[test]
+fn passwd_symlink_stays_inside_the_rootfs() {
+    let fx = fixture();
+    let outside = fx.rootfs.parent().unwrap().join("host-passwd");
+    fs::write(&outside, "intruder:x:0:0::/:/bin/sh\n").unwrap();
+    fs::remove_file(fx.rootfs.join("etc/passwd")).unwrap();
+    // Both an absolute link and a climbing relative one.
+    for target in [
+        outside.to_str().unwrap().to_string(),
+        "../../host-passwd".to_string(),
+    ] {
+        let _ = fs::remove_file(fx.rootfs.join("etc/passwd"));
+        std::os::unix::fs::symlink(&target, fx.rootfs.join("etc/passwd")).unwrap();
+        let l = load("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: app, image: busybox, command: [sh]}]\n");
+        let img = image(serde_json::json!({"User": "intruder"}));
+        let err = build_with(&l, &img, &fx, &sandbox(), Security::default(), 0).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unable to find user intruder: no matching entries in passwd file",
+            "{target}"
+        );
+    }
+}
+
+#[test]
+fn resources_map_to_cgroup_values() {
+    let fx = fixture();
+    let l = load("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: app\n    image: busybox\n    command: [sh]\n    resources: {requests: {cpu: 250m}, limits: {cpu: 500m, memory: 64Mi}}\n");
+    let b = build_with(
+        &l,
+        &image(serde_json::json!({})),
+        &fx,
+        &sandbox(),
+        Security::default(),
+        0,
+    )
+    .unwrap();
+    let json = serde_json::to_value(&b.spec).unwrap();
+    let r = &json["linux"]["resources"];
+    assert_eq!(r["cpu"]["shares"], 256);
+    assert_eq!(r["cpu"]["quota"], 50_000);
+    assert_eq!(r["cpu"]["period"], 100_000);
+    assert_eq!(r["memory"]["limit"], 64 << 20);
+    assert_eq!(r["memory"]["swap"], 64 << 20, "no swapping past the limit");
+}
+
+#[test]
+fn host_namespaces_and_stop_signal() {
+    let fx = fixture();
+    let l = load("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  hostNetwork: true\n  containers: [{name: app, image: busybox, command: [sh], tty: true, workingDir: /srv}]\n");
+    let sb = Sandbox {
+        net: Ns::Host,
+        ipc: Ns::Host,
+        uts: Ns::Host,
+        pid: Ns::Host,
+        shm: None,
+    };
+    let img = image(serde_json::json!({"StopSignal": "SIGQUIT", "WorkingDir": "/ignored"}));
+    let b = build_with(
+        &l,
+        &img,
+        &fx,
+        &sb,
+        Security {
+            read_only_root: true,
+            no_new_privileges: true,
+            ..Default::default()
+        },
+        0,
+    )
+    .unwrap();
+    let json = serde_json::to_value(&b.spec).unwrap();
+    let ns: Vec<&str> = json["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(ns, ["mount", "cgroup"]);
+    assert!(
+        b.spec.hostname().is_none(),
+        "the host's UTS namespace keeps the host's name"
+    );
+    assert!(env_of(&b).contains(&"HOSTNAME=node-1".to_string()));
+    assert_eq!(b.stop_signal, libc::SIGQUIT);
+    assert_eq!(json["process"]["terminal"], true);
+    assert_eq!(json["process"]["cwd"], "/srv");
+    assert_eq!(json["process"]["noNewPrivileges"], true);
+    assert_eq!(json["root"]["readonly"], true);
+    let shm = json["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["destination"] == "/dev/shm")
+        .unwrap();
+    assert_eq!(shm["type"], "tmpfs");
+}
+
+#[test]
+fn nothing_from_the_library_defaults_leaks_in() {
+    let fx = fixture();
+    let l = load("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: app, image: busybox, command: [sh]}]\n");
+    let b = build_with(
+        &l,
+        &image(serde_json::json!({})),
+        &fx,
+        &sandbox(),
+        Security::default(),
+        0,
+    )
+    .unwrap();
+    let json = serde_json::to_value(&b.spec).unwrap();
+    let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "annotations",
+            "hostname",
+            "linux",
+            "mounts",
+            "ociVersion",
+            "process",
+            "root"
+        ]
+    );
+    let p = &json["process"];
+    assert!(p.get("rlimits").is_none(), "{p}");
+    assert_eq!(p["capabilities"]["ambient"], serde_json::json!([]));
+    assert_eq!(p["capabilities"]["inheritable"], serde_json::json!([]));
+    let linux: Vec<&String> = json["linux"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        linux,
+        [
+            "cgroupsPath",
+            "maskedPaths",
+            "namespaces",
+            "readonlyPaths",
+            "resources"
+        ]
+    );
+}
