@@ -4,5 +4,6 @@
 pub mod backoff;
 pub mod logs;
 pub mod manifest;
+pub mod podfiles;
 pub mod spec;
 pub mod status;
