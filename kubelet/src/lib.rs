@@ -2,6 +2,7 @@
 //! logs and the node agent.
 
 pub mod backoff;
+pub mod events;
 pub mod logs;
 pub mod manifest;
 pub mod podfiles;
