@@ -2,22 +2,42 @@
 //! does it: 10 s doubling to a 300 s cap, per key, no jitter; an entry is
 //! forgotten (the next failure starts again at 10 s) once the time since its
 //! last update exceeds twice the cap, i.e. after 10 minutes of running.
+//!
+//! Times are wall-clock timestamps, as the kubelet's, so the state can be
+//! saved and taken over by a re-spawned supervisor.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// `later - earlier`, zero when `later` is not later.
+pub fn elapsed(earlier: Timestamp, later: Timestamp) -> Duration {
+    let ms = later.as_millisecond() - earlier.as_millisecond();
+    Duration::from_millis(ms.max(0) as u64)
+}
+
+/// `t + d`, saturating at the end of time.
+pub fn after(t: Timestamp, d: Duration) -> Timestamp {
+    jiff::SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_add(d).ok())
+        .unwrap_or(Timestamp::MAX)
+}
 
 /// kubelet's backOffPeriod.
 pub const INITIAL: Duration = Duration::from_secs(10);
 /// kubelet's MaxContainerBackOff.
 pub const MAX: Duration = Duration::from_secs(300);
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Entry {
     backoff: Duration,
-    last_update: Instant,
+    last_update: Timestamp,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Backoff {
     initial: Duration,
     max: Duration,
@@ -31,7 +51,7 @@ pub enum Restart {
     Now { next_backoff: Duration },
     /// Still backing off: CrashLoopBackOff until `until` (the whole
     /// back-off is `backoff`).
-    Wait { until: Instant, backoff: Duration },
+    Wait { until: Timestamp, backoff: Duration },
 }
 
 impl Default for Backoff {
@@ -49,8 +69,8 @@ impl Backoff {
         }
     }
 
-    fn expired(&self, event_time: Instant, last_update: Instant) -> bool {
-        event_time.saturating_duration_since(last_update) > self.max * 2
+    fn expired(&self, event_time: Timestamp, last_update: Timestamp) -> bool {
+        elapsed(last_update, event_time) > self.max * 2
     }
 
     /// The current back-off of `key` (zero when there is none).
@@ -60,7 +80,7 @@ impl Backoff {
 
     /// Record a failure at `event_time`: start at the initial period, or
     /// double up to the cap.
-    pub fn next(&mut self, key: &str, event_time: Instant, now: Instant) {
+    pub fn next(&mut self, key: &str, event_time: Timestamp, now: Timestamp) {
         let backoff = match self.entries.get(key) {
             Some(e) if !self.expired(event_time, e.last_update) => (e.backoff * 2).min(self.max),
             _ => self.initial,
@@ -76,10 +96,10 @@ impl Backoff {
 
     /// Whether less than the back-off has passed since `event_time` (for
     /// containers: since the exit).
-    pub fn is_in_backoff_since(&self, key: &str, event_time: Instant, now: Instant) -> bool {
+    pub fn is_in_backoff_since(&self, key: &str, event_time: Timestamp, now: Timestamp) -> bool {
         match self.entries.get(key) {
             Some(e) if !self.expired(event_time, e.last_update) => {
-                now.saturating_duration_since(event_time) < e.backoff
+                elapsed(event_time, now) < e.backoff
             }
             _ => false,
         }
@@ -87,18 +107,18 @@ impl Backoff {
 
     /// Whether less than the back-off has passed since the last failure was
     /// recorded (for image pulls).
-    pub fn is_in_backoff_since_update(&self, key: &str, now: Instant) -> bool {
+    pub fn is_in_backoff_since_update(&self, key: &str, now: Timestamp) -> bool {
         match self.entries.get(key) {
-            Some(e) if !self.expired(now, e.last_update) => {
-                now.saturating_duration_since(e.last_update) < e.backoff
-            }
+            Some(e) if !self.expired(now, e.last_update) => elapsed(e.last_update, now) < e.backoff,
             _ => false,
         }
     }
 
     /// When the back-off since the last update ends, if one is running.
-    pub fn ends_at(&self, key: &str) -> Option<Instant> {
-        self.entries.get(key).map(|e| e.last_update + e.backoff)
+    pub fn ends_at(&self, key: &str) -> Option<Timestamp> {
+        self.entries
+            .get(key)
+            .map(|e| after(e.last_update, e.backoff))
     }
 
     pub fn reset(&mut self, key: &str) {
@@ -106,19 +126,19 @@ impl Backoff {
     }
 
     /// Forget entries that can no longer matter.
-    pub fn gc(&mut self, now: Instant) {
+    pub fn gc(&mut self, now: Timestamp) {
         let limit = self.max * 2;
         self.entries
-            .retain(|_, e| now.saturating_duration_since(e.last_update) <= limit);
+            .retain(|_, e| elapsed(e.last_update, now) <= limit);
     }
 
     /// The kubelet's decision for a container that exited at `finished_at`
     /// and whose restart policy wants it restarted.
-    pub fn restart(&mut self, key: &str, finished_at: Instant, now: Instant) -> Restart {
+    pub fn restart(&mut self, key: &str, finished_at: Timestamp, now: Timestamp) -> Restart {
         if self.is_in_backoff_since(key, finished_at, now) {
             let backoff = self.get(key);
             return Restart::Wait {
-                until: finished_at + backoff,
+                until: after(finished_at, backoff),
                 backoff,
             };
         }
@@ -175,13 +195,13 @@ mod tests {
     /// soon as the back-off allows: the kubelet's restart times.
     #[test]
     fn crash_loop_sequence_matches_the_kubelet() {
-        let t0 = Instant::now();
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let mut b = Backoff::default();
         let mut now = t0;
         let mut restarts = Vec::new();
         let mut waits = Vec::new();
         for _ in 0..9 {
-            now += S(1); // runs for one second, then exits
+            now = after(now, S(1)); // runs for one second, then exits
             let exited = now;
             match b.restart("app", exited, now) {
                 Restart::Now { .. } => {}
@@ -192,7 +212,7 @@ mod tests {
                     assert!(matches!(b.restart("app", exited, now), Restart::Now { .. }));
                 }
             }
-            restarts.push(now.duration_since(t0).as_secs());
+            restarts.push(elapsed(t0, now).as_secs());
         }
         // The first restart is immediate, then 10 s, 20 s, 40 s ... capped at 300 s.
         assert_eq!(waits, [10, 20, 40, 80, 160, 300, 300, 300]);
@@ -201,7 +221,7 @@ mod tests {
 
     #[test]
     fn resets_after_ten_minutes_of_running() {
-        let t0 = Instant::now();
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let mut b = Backoff::default();
         b.next("app", t0, t0);
         b.next("app", t0, t0);
@@ -209,10 +229,10 @@ mod tests {
         assert_eq!(b.get("app"), S(40));
         // Exactly 600 s is not yet stable; a failure doubles.
         let mut c = b.clone();
-        c.next("app", t0 + S(600), t0 + S(600));
+        c.next("app", after(t0, S(600)), after(t0, S(600)));
         assert_eq!(c.get("app"), S(80));
         // After more than 10 minutes the next failure restarts at once and starts over.
-        let exit = t0 + S(601);
+        let exit = after(t0, S(601));
         assert_eq!(
             b.restart("app", exit, exit),
             Restart::Now {
@@ -223,16 +243,16 @@ mod tests {
 
     #[test]
     fn image_pull_backoff_since_update() {
-        let t0 = Instant::now();
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let mut b = Backoff::default();
         assert!(!b.is_in_backoff_since_update("img", t0));
         b.next("img", t0, t0); // ErrImagePull
-        assert!(b.is_in_backoff_since_update("img", t0 + S(9))); // ImagePullBackOff
-        assert!(!b.is_in_backoff_since_update("img", t0 + S(10))); // pull again
-        b.next("img", t0 + S(10), t0 + S(10));
+        assert!(b.is_in_backoff_since_update("img", after(t0, S(9)))); // ImagePullBackOff
+        assert!(!b.is_in_backoff_since_update("img", after(t0, S(10)))); // pull again
+        b.next("img", after(t0, S(10)), after(t0, S(10)));
         assert_eq!(b.get("img"), S(20));
-        assert_eq!(b.ends_at("img"), Some(t0 + S(30)));
-        b.gc(t0 + S(700));
+        assert_eq!(b.ends_at("img"), Some(after(t0, S(30))));
+        b.gc(after(t0, S(700)));
         assert_eq!(b.get("img"), Duration::ZERO);
     }
 

@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod events;
+pub mod lifecycle;
 pub mod logs;
 pub mod manifest;
 pub mod podfiles;
