@@ -80,8 +80,10 @@ chmod 1777 /rootfs/tmp
 for rt in {rts}; do
   for b in /cases/*/bundle; do
     n=${{b#/cases/}}; n=${{n%/bundle}}
+    t0=$(cut -d' ' -f1 /proc/uptime)
     timeout 90 /rt/$rt --root /run/$rt run --bundle $b conf-v2-$n > /tmp/out 2>&1 </dev/null
     rc=$?
+    echo "@@TIME $rt $n $t0 $(cut -d' ' -f1 /proc/uptime)"
     sed "s|^|@@OUT $rt $n |" /tmp/out
     [ -d /sys/fs/cgroup/conf-v2-$n ] && echo "@@LEFT $rt $n"
     echo "@@RESULT $rt $n $rc"
@@ -144,6 +146,7 @@ struct CaseRun {
     out: Vec<String>,
     rc: Option<i32>,
     left_cgroup: bool,
+    secs: f64,
 }
 
 fn parse(serial: &str) -> BTreeMap<(String, String), CaseRun> {
@@ -165,6 +168,17 @@ fn parse(serial: &str) -> BTreeMap<(String, String), CaseRun> {
                 .out
                 .push(it.next().unwrap_or("").to_string()),
             "@@LEFT" => runs.entry(key).or_default().left_cgroup = true,
+            "@@TIME" => {
+                let t: Vec<f64> = it
+                    .next()
+                    .unwrap_or("")
+                    .split(' ')
+                    .filter_map(|x| x.trim().parse().ok())
+                    .collect();
+                if let [t0, t1] = t[..] {
+                    runs.entry(key).or_default().secs = t1 - t0;
+                }
+            }
             "@@RESULT" => runs.entry(key).or_default().rc = name_rc(line),
             _ => {}
         }
@@ -267,7 +281,11 @@ fn cgroup_cases_on_pure_cgroup_v2() {
                     "## {name} (cgroups, pure v2 VM)\n\n```\n{e}\n```\n\n"
                 ));
             }
-            table.push(format!("{rt:<13} {name:<28} {v}"));
+            let secs = runs
+                .get(&(rt.to_string(), name.to_string()))
+                .map(|r| r.secs)
+                .unwrap_or(0.0);
+            table.push(format!("{rt:<13} {name:<28} {secs:>5.1}s {v}"));
         }
     }
     eprintln!("{}", table.join("\n"));

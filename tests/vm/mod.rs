@@ -41,7 +41,16 @@ pub fn missing() -> Option<String> {
 /// Copies an executable into the staging tree at `dest` together with the
 /// shared libraries ldd lists for it, at their own paths.
 pub fn install_binary(staging: &Path, bin: &Path, dest: &str) {
-    copy_file(bin, &staging.join(dest.trim_start_matches('/')), 0o755);
+    let target = staging.join(dest.trim_start_matches('/'));
+    copy_file(bin, &target, 0o755);
+    // Debug info only slows the guest down (a debug build is ~90 MB to
+    // load and copy under TCG); strip it from the copy when binutils is here.
+    if Path::new("/usr/bin/strip").exists() {
+        let _ = Command::new("/usr/bin/strip")
+            .arg("--strip-debug")
+            .arg(&target)
+            .status();
+    }
     let out = Command::new("ldd")
         .arg(bin)
         .output()
