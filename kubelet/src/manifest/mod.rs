@@ -12,6 +12,7 @@ pub mod names;
 pub mod quantity;
 
 use std::fmt;
+use std::io::Read;
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
@@ -74,6 +75,8 @@ pub enum ManifestError {
     },
     #[error("{file}: malformed YAML: {message}")]
     SyntaxNoLocation { file: String, message: String },
+    #[error("{file}: larger than {max} bytes")]
+    TooLarge { file: String, max: u64 },
     #[error("{file}: no documents")]
     Empty { file: String },
     #[error("{0}")]
@@ -126,23 +129,50 @@ impl DocRef<'_> {
     }
 }
 
+/// Manifests larger than this are refused before parsing.
+pub const MAX_FILE: u64 = 16 << 20;
+
+/// YAML nodes per file, aliases expanded.
+pub const MAX_NODES: usize = 100_000;
+
 /// Kinds this loader knows, as (apiVersion, kind).
 const KINDS: &[(&str, &str)] = &[("v1", "Pod"), ("v1", "ConfigMap"), ("v1", "Secret")];
 
 /// Read and check every document of a file.
 pub fn load_file(path: &Path) -> Result<Vec<Document>, ManifestError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+    let read_err = |source| ManifestError::Read {
         file: file.clone(),
         source,
+    };
+    let f = std::fs::File::open(path).map_err(read_err)?;
+    let mut bytes = Vec::new();
+    f.take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(ManifestError::TooLarge {
+            file,
+            max: MAX_FILE,
+        });
+    }
+    let text = String::from_utf8(bytes).map_err(|e| ManifestError::SyntaxNoLocation {
+        file: file.clone(),
+        message: format!("not UTF-8 text: {e}"),
     })?;
     parse_str(&file, &text)
 }
 
 /// Parse, default and validate the documents of `text`, named `file` in errors.
 pub fn parse_str(file: &str, text: &str) -> Result<Vec<Document>, ManifestError> {
-    let values: Vec<Value> =
-        serde_saphyr::from_multiple(text).map_err(|e| syntax_error(file, &e))?;
+    // Far above any real manifest, far below what an alias bomb expands to.
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_nodes: MAX_NODES,
+        },
+    };
+    let values: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options)
+        .map_err(|e| syntax_error(file, &e))?;
     let mut docs = Vec::new();
     for (i, value) in values.into_iter().filter(|v| !v.is_null()).enumerate() {
         let index = i + 1;
@@ -172,6 +202,11 @@ fn syntax_error(file: &str, e: &serde_saphyr::Error) -> ManifestError {
         .next()
         .unwrap_or(message)
         .to_string();
+    let message = if message.starts_with("budget breached") {
+        format!("more than {MAX_NODES} nodes once aliases are expanded")
+    } else {
+        message
+    };
     match e.location() {
         Some(loc) if loc.line() > 0 => ManifestError::Syntax {
             file: file.to_string(),

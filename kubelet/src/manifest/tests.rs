@@ -311,3 +311,47 @@ fn type_errors_name_the_field() {
     let e = err(&with_container("    ports: [{containerPort: http}]\n"));
     assert_eq!(e, "pod.yaml: document 1 (Pod web): spec.containers[0].ports[0].containerPort: invalid type: string \"http\", expected i32");
 }
+
+#[test]
+fn oversized_and_binary_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.yaml");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(MAX_FILE + 1).unwrap();
+    let e = load_file(&big).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!("{}: larger than {MAX_FILE} bytes", big.display())
+    );
+    let bin = dir.path().join("bin.yaml");
+    std::fs::write(&bin, [0xff, 0xfe, 0x00]).unwrap();
+    let e = load_file(&bin).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!(
+            "{}: malformed YAML: not UTF-8 text",
+            bin.display()
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn alias_bombs_are_refused() {
+    let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        let prev = if i == 1 {
+            "a".to_string()
+        } else {
+            format!("a{}", i - 1)
+        };
+        text.push_str(&format!("a{i}: &a{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+    }
+    let started = std::time::Instant::now();
+    let e = err(&text);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(e, "pod.yaml: line 5, column 45: malformed YAML: more than 100000 nodes once aliases are expanded");
+}
