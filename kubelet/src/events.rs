@@ -235,30 +235,25 @@ impl EventLog {
 
     /// The Events section of `describe`, as kubectl prints it.
     pub fn describe(&self, now: Timestamp) -> String {
-        let rows = self.aggregate();
+        crate::tabwriter::align(&self.describe_tabbed(now), 0, 2)
+    }
+
+    /// The same, before alignment: `describe` aligns its "<none>" case
+    /// with the lines above it.
+    pub fn describe_tabbed(&self, now: Timestamp) -> String {
+        let mut rows = self.aggregate();
         if rows.is_empty() {
-            return "Events:  <none>\n".into();
+            return "Events:\t<none>\n".into();
         }
+        // kubectl sorts by the last occurrence.
+        rows.sort_by_key(|a| a.last);
         let age = |t: Timestamp| {
             let ms = (now.as_millisecond() - t.as_millisecond()).max(0) as u64;
             format_age(Duration::from_millis(ms))
         };
-        let mut table = vec![
-            vec![
-                "Type".to_string(),
-                "Reason".into(),
-                "Age".into(),
-                "From".into(),
-                "Message".into(),
-            ],
-            vec![
-                "----".to_string(),
-                "------".into(),
-                "----".into(),
-                "----".into(),
-                "-------".into(),
-            ],
-        ];
+        let mut out = String::from(
+            "Events:\n  Type\tReason\tAge\tFrom\tMessage\n  ----\t------\t----\t----\t-------\n",
+        );
         for a in rows {
             let when = if a.count > 1 {
                 format!("{} (x{} over {})", age(a.last), a.count, age(a.first))
@@ -269,26 +264,12 @@ impl EventLog {
                 EventType::Normal => "Normal",
                 EventType::Warning => "Warning",
             };
-            table.push(vec![kind.into(), a.reason, when, a.from, a.message]);
-        }
-        // kubectl describe's tab writer: padding 2, no minimum width.
-        let columns = 5;
-        let mut widths = [0usize; 5];
-        for row in &table {
-            for (i, cell) in row.iter().enumerate().take(columns - 1) {
-                widths[i] = widths[i].max(cell.chars().count() + 2);
-            }
-        }
-        let mut out = String::from("Events:\n");
-        for row in &table {
-            out.push_str("  ");
-            for (i, cell) in row.iter().enumerate() {
-                out.push_str(cell);
-                if i + 1 < columns {
-                    out.extend(std::iter::repeat_n(' ', widths[i] - cell.chars().count()));
-                }
-            }
-            out.push('\n');
+            out.push_str(&format!(
+                "  {kind}\t{}\t{when}\t{}\t{}\n",
+                a.reason,
+                a.from,
+                a.message.trim()
+            ));
         }
         out
     }
@@ -347,8 +328,8 @@ mod tests {
              \x20 ----     ------     ----               ----               -------\n\
              \x20 Normal   Scheduled  60s                default-scheduler  Successfully assigned default/web to node-1\n\
              \x20 Normal   Pulled     59s                kubelet            Container image \"busybox\" already present on machine\n\
-             \x20 Normal   Created    27s (x3 over 59s)  kubelet            Created container: app\n\
-             \x20 Warning  BackOff    47s (x2 over 58s)  kubelet            Back-off restarting failed container app in pod web_default(u1)\n"
+             \x20 Warning  BackOff    47s (x2 over 58s)  kubelet            Back-off restarting failed container app in pod web_default(u1)\n\
+             \x20 Normal   Created    27s (x3 over 59s)  kubelet            Created container: app\n"
         );
     }
 

@@ -9,3 +9,4 @@ pub mod manifest;
 pub mod podfiles;
 pub mod spec;
 pub mod status;
+pub mod tabwriter;

@@ -254,25 +254,12 @@ pub struct Table {
 
 impl Table {
     pub fn render(&self) -> String {
-        let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
-        let mut widths = vec![0; columns];
-        for row in &self.rows {
-            for (i, cell) in row.iter().enumerate() {
-                widths[i] = widths[i].max(cell.chars().count() + 3).max(6);
-            }
-        }
-        let mut out = String::new();
-        for row in &self.rows {
-            for (i, cell) in row.iter().enumerate() {
-                out.push_str(cell);
-                if i + 1 < row.len() {
-                    let pad = widths[i] - cell.chars().count();
-                    out.extend(std::iter::repeat_n(' ', pad));
-                }
-            }
-            out.push('\n');
-        }
-        out
+        let text: String = self
+            .rows
+            .iter()
+            .map(|r| format!("{}\n", r.join("\t")))
+            .collect();
+        crate::tabwriter::align(&text, 6, 3)
     }
 }
 
