@@ -2,6 +2,7 @@
 //! logs and the node agent.
 
 pub mod backoff;
+pub mod describe;
 pub mod events;
 pub mod lifecycle;
 pub mod logs;

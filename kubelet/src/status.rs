@@ -398,7 +398,17 @@ pub fn pod_status(
 ) -> PodStatus {
     let default_spec = PodSpec::default();
     let spec = pod.spec.as_ref().unwrap_or(&default_spec);
-    let init_statuses: Vec<ContainerStatus> = init.iter().map(ContainerRecord::to_status).collect();
+    // A completed init container reads as ready, as the kubelet reports it.
+    let init_statuses: Vec<ContainerStatus> = init
+        .iter()
+        .map(|r| {
+            let mut s = r.to_status();
+            if matches!(&r.state, State::Terminated(t) if t.exit_code == 0) {
+                s.ready = true;
+            }
+            s
+        })
+        .collect();
     let statuses: Vec<ContainerStatus> =
         containers.iter().map(ContainerRecord::to_status).collect();
     let all: Vec<ContainerStatus> = init_statuses
