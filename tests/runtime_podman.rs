@@ -183,6 +183,31 @@ fn krun_runtime_bin() -> PathBuf {
         .unwrap_or_else(|| common::bin("krun-runtime"))
 }
 
+const PODMAN_HEADING: &str = "# Through podman (tests/runtime_podman.rs)";
+
+/// Adds a krun-runtime failure to KRUN_CONFORMANCE_REPORT (see
+/// runtime_conformance.rs); the first report of this run replaces the
+/// podman section an earlier run left.
+fn report_failure(name: &str, err: &str) {
+    use std::sync::Mutex;
+    static FIRST: Mutex<bool> = Mutex::new(true);
+    let Some(path) = std::env::var_os("KRUN_CONFORMANCE_REPORT") else {
+        return;
+    };
+    let mut first = FIRST.lock().unwrap_or_else(|e| e.into_inner());
+    let mut text = fs::read_to_string(&path).unwrap_or_default();
+    if *first {
+        if let Some(at) = text.find(PODMAN_HEADING) {
+            text.truncate(at);
+        }
+        text.push_str(&format!("\n{PODMAN_HEADING}\n\n"));
+        *first = false;
+    }
+    text.push_str(&format!("## podman {name}\n\n```\n{err}\n```\n\n"));
+    fs::write(&path, text)
+        .unwrap_or_else(|e| panic!("write {}: {e}", PathBuf::from(&path).display()));
+}
+
 type Scenario = fn(&Podman, &str) -> Result<(), String>;
 
 /// Runs a scenario with runc (must pass) and krun-runtime (must pass unless
@@ -205,6 +230,11 @@ fn with_each_runtime(name: &str, scenario: Scenario) {
             (_, Ok(())) => eprintln!("{name} on {rt}: pass"),
             ("krun-runtime", Err(e)) if KRUN_PENDING.contains(&name) => {
                 eprintln!("{name} on krun-runtime: fail (pending): {e}");
+                report_failure(name, &e);
+            }
+            ("krun-runtime", Err(e)) => {
+                report_failure(name, &e);
+                panic!("{name} with podman --runtime {}: {e}", path.display())
             }
             (_, Err(e)) => panic!("{name} with podman --runtime {}: {e}", path.display()),
         }
