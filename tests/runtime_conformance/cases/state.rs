@@ -19,7 +19,8 @@ fn fields_through_lifecycle(rt: &Runtime, env: &Env) -> Result<(), String> {
         env,
         &Inside {
             config: base(&env.rootfs),
-            script: "sleep 0.5".into(),
+            // Runs until told to stop, so "running" is not a race.
+            script: "trap 'exit 0' TERM; while :; do sleep 0.05; done".into(),
             expect: Expect::Pass,
         },
     );
@@ -50,6 +51,10 @@ fn fields_through_lifecycle(rt: &Runtime, env: &Env) -> Result<(), String> {
         return Err(format!("start failed: {}", o.describe()));
     }
     check(&rt.state(id)?, "running", true)?;
+    let o = rt.cmd(&["kill", id, "TERM"]);
+    if !o.ok() {
+        return Err(format!("kill failed: {}", o.describe()));
+    }
     let st = rt.wait_status(id, "stopped", RUN_TIMEOUT)?;
     check(&st, "stopped", false)
 }
