@@ -7,6 +7,7 @@ pub mod events;
 pub mod lifecycle;
 pub mod logs;
 pub mod manifest;
+pub mod output;
 pub mod podfiles;
 pub mod spec;
 pub mod status;
