@@ -6,6 +6,7 @@
 mod env;
 mod expand;
 mod resources;
+mod security;
 mod signal;
 mod user;
 
@@ -15,6 +16,7 @@ pub use resources::{
     linux_resources, milli_cpu_to_quota, milli_cpu_to_shares, swap_controller_available,
     QUOTA_PERIOD,
 };
+pub use security::{all_capabilities, effective as effective_security, verify_run_as_non_root};
 pub use signal::parse as parse_signal;
 pub use user::{resolve as resolve_user, Identity, IdentityOverrides};
 
@@ -105,8 +107,20 @@ pub struct Security {
     pub read_only_root: bool,
     /// `allowPrivilegeEscalation: false`.
     pub no_new_privileges: bool,
+    /// capabilities.add and .drop; "ALL" is kept apart, as containerd
+    /// applies it first: add ALL, drop ALL, then the named adds and drops.
     pub add_capabilities: Vec<Capability>,
     pub drop_capabilities: Vec<Capability>,
+    pub add_all_capabilities: bool,
+    pub drop_all_capabilities: bool,
+    /// runAsNonRoot: refuse to run as uid 0.
+    pub run_as_non_root: bool,
+    /// Every capability, no masked or read-only paths, /sys writable.
+    pub privileged: bool,
+    /// procMount: Unmasked.
+    pub unmasked_proc: bool,
+    /// Pod sysctls, in order.
+    pub sysctls: Vec<(String, String)>,
     /// Extra mounts (volumes), destination inside the container.
     pub mounts: Vec<Mount>,
 }
@@ -240,6 +254,11 @@ fn bind(dest: &str, source: &Path, read_only: bool) -> Mount {
 /// The mounts every container gets, then the pod's files and volumes,
 /// sorted by depth; a pod mount replaces a default one at the same place.
 fn mounts(input: &ContainerInput<'_>) -> Vec<Mount> {
+    let sys_mode = if input.security.privileged {
+        "rw"
+    } else {
+        "ro"
+    };
     let mut defaults = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
         mount(
@@ -271,13 +290,13 @@ fn mounts(input: &ContainerInput<'_>) -> Vec<Mount> {
             "/sys",
             "sysfs",
             "sysfs",
-            &["nosuid", "noexec", "nodev", "ro"],
+            &["nosuid", "noexec", "nodev", sys_mode],
         ),
         mount(
             "/sys/fs/cgroup",
             "cgroup",
             "cgroup",
-            &["nosuid", "noexec", "nodev", "relatime", "ro"],
+            &["nosuid", "noexec", "nodev", "relatime", sys_mode],
         ),
     ];
     let mut extra = Vec::new();
@@ -353,6 +372,13 @@ pub fn build(input: &ContainerInput<'_>) -> Result<BuiltSpec, SpecError> {
 
     let image_user = config.user().clone().unwrap_or_default();
     let identity = resolve_user(input.rootfs, &image_user, &input.security.identity)?;
+    let pod_ref = crate::events::pod_ref(
+        &pod_name,
+        pod.metadata.namespace.as_deref().unwrap_or("default"),
+        pod.metadata.uid.as_deref().unwrap_or(""),
+    );
+    verify_run_as_non_root(&input.security, &image_user, &identity, &pod_ref, &c.name)?;
+    let privileged = input.security.privileged;
     let cwd = c
         .working_dir
         .clone()
@@ -360,11 +386,21 @@ pub fn build(input: &ContainerInput<'_>) -> Result<BuiltSpec, SpecError> {
         .or_else(|| config.working_dir().clone().filter(|w| !w.is_empty()))
         .unwrap_or_else(|| "/".to_string());
 
-    let mut caps: std::collections::HashSet<Capability> =
-        DEFAULT_CAPABILITIES.iter().copied().collect();
-    caps.extend(input.security.add_capabilities.iter().copied());
-    for d in &input.security.drop_capabilities {
-        caps.remove(d);
+    let sec = &input.security;
+    let mut caps: std::collections::HashSet<Capability> = if privileged || sec.add_all_capabilities
+    {
+        all_capabilities().into_iter().collect()
+    } else {
+        DEFAULT_CAPABILITIES.iter().copied().collect()
+    };
+    if sec.drop_all_capabilities && !privileged {
+        caps.clear();
+    }
+    caps.extend(sec.add_capabilities.iter().copied());
+    if !privileged {
+        for d in &sec.drop_capabilities {
+            caps.remove(d);
+        }
     }
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
@@ -396,19 +432,20 @@ pub fn build(input: &ContainerInput<'_>) -> Result<BuiltSpec, SpecError> {
         .namespaces(namespaces(input.sandbox))
         .resources(linux_resources(c, input.limit_swap))
         .cgroups_path(PathBuf::from(&input.cgroups_path))
-        .masked_paths(
-            MASKED_PATHS
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .readonly_paths(
-            READONLY_PATHS
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
-        )
         .build()?;
+    let mut linux = linux;
+    // Privileged containers and procMount Unmasked see /proc and /sys whole.
+    // (The library's own defaults are replaced either way.)
+    if !privileged && !input.security.unmasked_proc {
+        linux.set_masked_paths(Some(MASKED_PATHS.iter().map(|s| s.to_string()).collect()));
+        linux.set_readonly_paths(Some(READONLY_PATHS.iter().map(|s| s.to_string()).collect()));
+    } else {
+        linux.set_masked_paths(None);
+        linux.set_readonly_paths(None);
+    }
+    if !input.security.sysctls.is_empty() {
+        linux.set_sysctl(Some(input.security.sysctls.iter().cloned().collect()));
+    }
     let root = RootBuilder::default()
         .path(input.rootfs.to_path_buf())
         .readonly(input.security.read_only_root)

@@ -584,3 +584,109 @@ fn nothing_from_the_library_defaults_leaks_in() {
         ]
     );
 }
+
+const SECURE: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  securityContext: {runAsUser: 1000, runAsGroup: 3000, fsGroup: 2000, sysctls: [{name: net.ipv4.ip_unprivileged_port_start, value: '0'}]}\n  containers:\n  - name: app\n    image: busybox\n    command: [sh]\n    securityContext: {runAsUser: 33, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {add: [NET_ADMIN], drop: [ALL]}}\n";
+
+#[test]
+fn security_context_slots_in() {
+    let fx = fixture();
+    let l = load(SECURE);
+    let c = &l.pod.spec.as_ref().unwrap().containers[0];
+    let sec = effective_security(&l.pod, c).unwrap();
+    let b = build_with(&l, &image(serde_json::json!({})), &fx, &sandbox(), sec, 0).unwrap();
+    let json = serde_json::to_value(&b.spec).unwrap();
+    let p = &json["process"];
+    assert_eq!(
+        (p["user"]["uid"].as_u64(), p["user"]["gid"].as_u64()),
+        (Some(33), Some(3000)),
+        "container fields win"
+    );
+    assert_eq!(p["user"]["additionalGids"], serde_json::json!([3000, 2000]));
+    assert_eq!(p["noNewPrivileges"], true);
+    assert_eq!(json["root"]["readonly"], true);
+    assert_eq!(
+        p["capabilities"]["bounding"],
+        serde_json::json!(["CAP_NET_ADMIN"]),
+        "drop ALL, then add"
+    );
+    assert_eq!(
+        json["linux"]["sysctl"]["net.ipv4.ip_unprivileged_port_start"],
+        "0"
+    );
+
+    // Privileged: every capability, /proc and /sys unmasked and writable.
+    let l = load(
+        &SECURE
+            .replace("allowPrivilegeEscalation: false, ", "privileged: true, ")
+            .replace(", capabilities: {add: [NET_ADMIN], drop: [ALL]}", ""),
+    );
+    let c = &l.pod.spec.as_ref().unwrap().containers[0];
+    let sec = effective_security(&l.pod, c).unwrap();
+    let b = build_with(&l, &image(serde_json::json!({})), &fx, &sandbox(), sec, 0).unwrap();
+    let json = serde_json::to_value(&b.spec).unwrap();
+    assert_eq!(
+        json["process"]["capabilities"]["bounding"]
+            .as_array()
+            .unwrap()
+            .len(),
+        all_capabilities().len()
+    );
+    assert!(
+        json["linux"].get("maskedPaths").is_none() && json["linux"].get("readonlyPaths").is_none()
+    );
+    let sys = json["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["destination"] == "/sys")
+        .unwrap();
+    assert!(sys["options"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("rw")));
+}
+
+#[test]
+fn run_as_non_root_is_enforced_like_the_kubelet() {
+    let fx = fixture();
+    let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  securityContext: {runAsNonRoot: true}\n  containers: [{name: app, image: busybox, command: [sh]}]\n";
+    let l = load(yaml);
+    let c = &l.pod.spec.as_ref().unwrap().containers[0];
+    let run = |user: &str, l: &Loaded| {
+        let c = &l.pod.spec.as_ref().unwrap().containers[0];
+        let sec = effective_security(&l.pod, c).unwrap();
+        build_with(
+            l,
+            &image(serde_json::json!({"User": user})),
+            &fx,
+            &sandbox(),
+            sec,
+            0,
+        )
+        .map(|b| b.identity.uid)
+    };
+    let _ = c;
+    assert_eq!(
+        run("", &l).unwrap_err().to_string(),
+        "container has runAsNonRoot and image will run as root (pod: \"p_default(9f0c-uid)\", container: app)"
+    );
+    assert_eq!(
+        run("app", &l).unwrap_err().to_string(),
+        "container has runAsNonRoot and image has non-numeric user (app), cannot verify user is non-root (pod: \"p_default(9f0c-uid)\", container: app)"
+    );
+    assert_eq!(run("1000", &l).unwrap(), 1000);
+    let l = load(&yaml.replace("{runAsNonRoot: true}", "{runAsNonRoot: true, runAsUser: 0}"));
+    assert_eq!(
+        run("1000", &l).unwrap_err().to_string(),
+        "container's runAsUser breaks non-root policy (pod: \"p_default(9f0c-uid)\", container: app)"
+    );
+    let bad = load(&yaml.replace(
+        "command: [sh]",
+        "command: [sh], securityContext: {capabilities: {add: [FLY]}}",
+    ));
+    let c = &bad.pod.spec.as_ref().unwrap().containers[0];
+    assert_eq!(
+        effective_security(&bad.pod, c).unwrap_err().to_string(),
+        "container app: unknown capability \"FLY\""
+    );
+}
