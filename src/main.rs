@@ -1,10 +1,24 @@
-use clap::Parser;
+use clap::{Parser, Subcommand};
+
+mod cli;
 
 /// Run Kubernetes pods on this node: `krun pod.yaml`.
 #[derive(Parser)]
 #[command(name = "krun", version)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
 
-fn main() {
-    let _ = Cli::parse();
+#[derive(Subcommand)]
+enum Command {
+    /// The node's pod network.
+    Network(cli::network::NetworkArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Some(Command::Network(args)) => cli::network::run(args),
+        None => Ok(()),
+    }
 }

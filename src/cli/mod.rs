@@ -1,0 +1,2 @@
+//! Subcommands of the `krun` CLI: argument parsing and printing only.
+pub mod network;

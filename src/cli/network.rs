@@ -1,0 +1,47 @@
+//! `krun network …`: the node's pod network (krun-netplug).
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use krun_netplug::{Network, NetworkConfig, Paths};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct NetworkArgs {
+    /// Network configuration directory (netplug.json, subnet.env).
+    #[arg(long, global = true, default_value = "/etc/krun")]
+    config_dir: PathBuf,
+    /// Network state directory (address leases, attachments).
+    #[arg(long, global = true, default_value = "/var/lib/krun/netplug")]
+    state_dir: PathBuf,
+    #[command(subcommand)]
+    command: NetworkCommand,
+}
+
+#[derive(Subcommand)]
+enum NetworkCommand {
+    /// Remove everything netplug created on this node: pod veths, the
+    /// bridge, the nftables table, address leases, config and subnet.env.
+    Reset,
+}
+
+pub fn run(args: NetworkArgs) -> anyhow::Result<()> {
+    let paths = Paths {
+        config_dir: args.config_dir,
+        state_dir: args.state_dir,
+    };
+    match args.command {
+        NetworkCommand::Reset => {
+            let cfg = NetworkConfig::load(&paths)
+                .with_context(|| format!("reading {}", paths.config_file().display()))?
+                .unwrap_or_else(NetworkConfig::defaults);
+            let net = Network::new(cfg, paths)?;
+            let removed = net.reset().context("network reset")?;
+            if removed.is_empty() {
+                println!("network reset: nothing to remove");
+            }
+            for r in removed {
+                println!("removed {r}");
+            }
+            Ok(())
+        }
+    }
+}
