@@ -151,7 +151,7 @@ impl Network {
             self.cfg.save(&self.paths)?;
         }
         let nl = Netlink::current()?;
-        let br = nl.ensure_bridge(&self.cfg.bridge, self.cfg.mtu)?;
+        let br = nl.ensure_bridge(&self.cfg.bridge, self.cfg.mtu, self.cfg.gateway())?;
         nl.add_address(
             br,
             self.cfg.gateway(),
@@ -474,4 +474,30 @@ impl Network {
         remove_if_exists(&self.paths.node_lock())?;
         Ok(removed)
     }
+}
+
+/// `krun network reset`: resets the network described by the config under
+/// `paths`. Without a config file the default network (krun0, table krun)
+/// is assumed only for the default config dir, so a reset pointed at some
+/// other, empty directory never touches the node's real network.
+pub fn reset_node(paths: &Paths) -> Result<Vec<String>> {
+    let cfg = match NetworkConfig::load(paths)? {
+        Some(cfg) => cfg,
+        None if paths.config_dir == Paths::default().config_dir => NetworkConfig::defaults(),
+        None => {
+            let mut removed = Vec::new();
+            for dir in [
+                paths.ipam_dir(),
+                paths.attachments_dir(),
+                paths.state_dir.join("cni"),
+            ] {
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir).map_err(Error::io("remove state", &dir))?;
+                    removed.push(format!("state {}", dir.display()));
+                }
+            }
+            return Ok(removed);
+        }
+    };
+    Network::new(cfg, paths.clone())?.reset()
 }

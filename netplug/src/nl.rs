@@ -6,7 +6,7 @@ use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkMessage,
 };
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol};
 use rtnetlink::{LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr};
@@ -115,7 +115,9 @@ impl Netlink {
 
     /// Creates the bridge when missing (a concurrent creator is fine) and
     /// brings it up; returns its index.
-    pub(crate) fn ensure_bridge(&self, name: &str, mtu: u32) -> Result<u32> {
+    /// The bridge gets a fixed MAC (0a:58 + gateway address) so it does not
+    /// change as ports come and go.
+    pub(crate) fn ensure_bridge(&self, name: &str, mtu: u32, gateway: Ipv4Addr) -> Result<u32> {
         if let Some(l) = self.link(name)? {
             if l.kind.as_deref() != Some("bridge") {
                 return Err(Error::invalid(
@@ -128,7 +130,9 @@ impl Netlink {
             }
             return Ok(l.index);
         }
-        let msg = LinkBridge::new(name).mtu(mtu).build();
+        let o = gateway.octets();
+        let mac = vec![0x0a, 0x58, o[0], o[1], o[2], o[3]];
+        let msg = LinkBridge::new(name).mtu(mtu).address(mac).build();
         let res = self.rt.block_on(self.h.link().add(msg).execute());
         match res {
             Err(e) if errno(&e) != libc::EEXIST => {
@@ -249,7 +253,10 @@ impl Netlink {
         gw: Option<Ipv4Addr>,
         oif: u32,
     ) -> Result<()> {
-        let mut b = RouteMessageBuilder::<Ipv4Addr>::new().output_interface(oif);
+        // proto boot, as iproute2 and the reference CNI plugins install routes
+        let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+            .output_interface(oif)
+            .protocol(RouteProtocol::Boot);
         let (d, len) = dst.unwrap_or((Ipv4Addr::UNSPECIFIED, 0));
         b = b.destination_prefix(d, len);
         if let Some(gw) = gw {

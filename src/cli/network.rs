@@ -1,7 +1,7 @@
 //! `krun network …`: the node's pod network (krun-netplug).
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use krun_netplug::{Network, NetworkConfig, Paths};
+use krun_netplug::Paths;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -30,11 +30,7 @@ pub fn run(args: NetworkArgs) -> anyhow::Result<()> {
     };
     match args.command {
         NetworkCommand::Reset => {
-            let cfg = NetworkConfig::load(&paths)
-                .with_context(|| format!("reading {}", paths.config_file().display()))?
-                .unwrap_or_else(NetworkConfig::defaults);
-            let net = Network::new(cfg, paths)?;
-            let removed = net.reset().context("network reset")?;
+            let removed = krun_netplug::reset_node(&paths).context("network reset")?;
             if removed.is_empty() {
                 println!("network reset: nothing to remove");
             }
