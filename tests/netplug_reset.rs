@@ -12,6 +12,29 @@ fn netplug_network_reset_removes_everything() {
         return;
     }
     let t = TestNet::new("np-reset");
+    // another engine's table (as docker, podman or netavark keep) must survive
+    let foreign = common::unique("foreign").replace('-', "_");
+    let nft = |args: &str| Command::new("nft").args(args.split(' ')).output().unwrap();
+    assert!(nft(&format!("add table ip {foreign}")).status.success());
+    struct DropTable(String);
+    impl Drop for DropTable {
+        fn drop(&mut self) {
+            let _ = Command::new("nft")
+                .args(["delete", "table", "ip", &self.0])
+                .output();
+        }
+    }
+    let _guard = DropTable(foreign.clone());
+    assert!(nft(&format!(
+        "add chain ip {foreign} post {{ type nat hook postrouting priority 100 ; }}"
+    ))
+    .status
+    .success());
+    assert!(nft(&format!(
+        "add rule ip {foreign} post ip saddr 172.31.0.0/16 masquerade"
+    ))
+    .status
+    .success());
     let ns = Netns::new("np-r");
     let mut req = AttachRequest::pod(&common::unique("pod-r"), &ns.path());
     req.port_mappings = vec![PortMapping {
@@ -63,6 +86,13 @@ fn netplug_network_reset_removes_everything() {
         .output()
         .unwrap();
     assert!(!eth0.status.success(), "pod end of the veth left");
+
+    let kept =
+        String::from_utf8_lossy(&nft(&format!("list table ip {foreign}")).stdout).into_owned();
+    assert!(
+        kept.contains("172.31.0.0/16"),
+        "foreign table damaged: {kept}"
+    );
 
     // a second reset has nothing left to do
     let out = Command::new(common::bin("krun"))

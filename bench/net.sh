@@ -1,0 +1,101 @@
+#!/bin/bash
+# netplug benchmark (issue 5), one run, alternating A B A B, medians + ratios:
+#  1. pod→pod TCP throughput (iperf3) over the krun-cni bridge vs a bare
+#     veth pair between two namespaces (target: >= 90%)
+#  2. attach+detach latency (ADD then DEL) of krun-cni vs the reference
+#     bridge + host-local plugins (/usr/lib/cni) with the same config
+#     (target: krun faster)
+# Root only. Uses namespaces, bridges and nft/iptables state of its own
+# (names carry the pid) and removes them on exit. Addresses only loopback
+# and the namespaces it creates.
+#   KRUN_CNI=path (default target/release/krun-cni)  ROUNDS=5  SECS=5  LAT_N=30
+set -euo pipefail
+cd "$(dirname "$0")/.."
+KRUN_CNI=${KRUN_CNI:-$PWD/target/release/krun-cni}
+REF=${REF_BRIDGE:-/usr/lib/cni/bridge}
+ROUNDS=${ROUNDS:-5}; SECS=${SECS:-5}; LAT_N=${LAT_N:-30}
+[ -x "$KRUN_CNI" ] || { echo "build first: cargo build --release -p krun-netplug" >&2; exit 1; }
+[ -x "$REF" ] || { echo "missing $REF (apt-get install containernetworking-plugins)" >&2; exit 1; }
+command -v iperf3 >/dev/null || { echo "missing iperf3 (apt-get install iperf3)" >&2; exit 1; }
+
+P=$$
+TMP=$(mktemp -d /tmp/krun-bench-net.XXXXXX)
+NS=()
+LINKS=()
+cleanup() {
+  set +e
+  for n in "${NS[@]}"; do ip netns pids "$n" 2>/dev/null | xargs -r kill 2>/dev/null; ip netns del "$n" 2>/dev/null; done
+  for l in "${LINKS[@]}"; do ip link del "$l" 2>/dev/null; done
+  nft delete table ip "kbench_$P" 2>/dev/null
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# Test subnets that nothing on this host routes (checked, not assumed).
+pick_net() { # prefix: first free 10.$1.X.0/24
+  for x in $(seq 200 250); do
+    ip route | grep -q "^10\.$1\.$x\." || { echo "10.$1.$x"; return; }
+  done; echo "no free test subnet in 10.$1/16" >&2; exit 1
+}
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+newns() { local n="kb-$P-$1"; ip netns add "$n"; ip -n "$n" link set lo up; NS+=("$n"); echo "$n"; }
+
+cni() { # plugin command conf id netns
+  printf '%s' "$3" | env -i CNI_COMMAND="$2" CNI_CONTAINERID="$4" CNI_NETNS="/run/netns/$5" \
+    CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni PATH=/usr/sbin:/usr/bin:/sbin:/bin "$1"
+}
+conf() { # type bridge subnet datadir
+  printf '{"cniVersion":"1.0.0","name":"kbench%s","type":"%s","bridge":"%s","isGateway":true,"isDefaultGateway":true,"ipMasq":true,"hairpinMode":true,"mtu":1500,"ipam":{"type":"host-local","subnet":"%s.0/24","dataDir":"%s"},"nftTable":"kbench_%s"}' \
+    "$P" "$1" "$2" "$3" "$4" "$P"
+}
+
+# ---- 1. throughput ----------------------------------------------------
+NET_K=$(pick_net 252); NET_V=$(pick_net 253)
+BR_K="kbk$((P % 100000))"; LINKS+=("$BR_K")
+CONF_K=$(conf krun-cni "$BR_K" "$NET_K" "$TMP/k")
+KA=$(newns ka); KB=$(newns kb)
+cni "$KRUN_CNI" ADD "$CONF_K" "kb-a-$P" "$KA" >/dev/null
+cni "$KRUN_CNI" ADD "$CONF_K" "kb-b-$P" "$KB" >/dev/null
+KA_IP=$(ip -n "$KA" -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1)
+
+VA=$(newns va); VB=$(newns vb)
+ip link add eth0 netns "$VA" type veth peer name eth0 netns "$VB"
+ip -n "$VA" addr add "$NET_V.1/24" dev eth0; ip -n "$VA" link set eth0 up
+ip -n "$VB" addr add "$NET_V.2/24" dev eth0; ip -n "$VB" link set eth0 up
+
+iperf() { # server-ns server-ip client-ns → Gbit/s
+  ip netns exec "$1" iperf3 -s -1 -D >/dev/null
+  sleep 0.3
+  ip netns exec "$3" iperf3 -c "$2" -t "$SECS" -J | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'
+}
+: >"$TMP/tv"; : >"$TMP/tk"
+for r in $(seq "$ROUNDS"); do
+  v=$(iperf "$VA" "$NET_V.1" "$VB"); echo "$v" >>"$TMP/tv"
+  k=$(iperf "$KA" "$KA_IP" "$KB"); echo "$k" >>"$TMP/tk"
+  echo "round $r: bare veth $v Gbit/s, krun bridge $k Gbit/s"
+done
+MV=$(median <"$TMP/tv"); MK=$(median <"$TMP/tk")
+echo "throughput median: bare veth $MV Gbit/s, krun pod->pod $MK Gbit/s, ratio $(awk -v a="$MK" -v b="$MV" 'BEGIN{printf "%.1f%%", 100*a/b}') (target >= 90%)"
+cni "$KRUN_CNI" DEL "$CONF_K" "kb-a-$P" "$KA" >/dev/null
+cni "$KRUN_CNI" DEL "$CONF_K" "kb-b-$P" "$KB" >/dev/null
+
+# ---- 2. attach+detach latency -----------------------------------------
+NET_R=$(pick_net 254)
+BR_R="kbr$((P % 100000))"; LINKS+=("$BR_R")
+CONF_R=$(conf bridge "$BR_R" "$NET_R" "$TMP/r")
+now() { date +%s%N; }
+: >"$TMP/lk"; : >"$TMP/lr"
+# one warm-up each: bridge creation and first-use costs are not per pod
+LW=$(newns lw)
+cni "$KRUN_CNI" ADD "$CONF_K" warm "$LW" >/dev/null; cni "$KRUN_CNI" DEL "$CONF_K" warm "$LW"
+cni "$REF" ADD "$CONF_R" warm "$LW" >/dev/null; cni "$REF" DEL "$CONF_R" warm "$LW"
+for i in $(seq "$LAT_N"); do
+  n=$(newns "l$i")
+  t0=$(now); cni "$KRUN_CNI" ADD "$CONF_K" "k$i" "$n" >/dev/null; cni "$KRUN_CNI" DEL "$CONF_K" "k$i" "$n"; t1=$(now)
+  cni "$REF" ADD "$CONF_R" "r$i" "$n" >/dev/null; cni "$REF" DEL "$CONF_R" "r$i" "$n"; t2=$(now)
+  echo "scale=2; ($t1-$t0)/1000000" | bc >>"$TMP/lk"
+  echo "scale=2; ($t2-$t1)/1000000" | bc >>"$TMP/lr"
+  ip netns del "$n"
+done
+LK=$(median <"$TMP/lk"); LR=$(median <"$TMP/lr")
+echo "attach+detach median over $LAT_N: krun-cni $LK ms, reference bridge+host-local $LR ms, krun/reference $(awk -v a="$LK" -v b="$LR" 'BEGIN{printf "%.2f", a/b}') (target < 1)"
