@@ -146,12 +146,19 @@ impl Network {
     /// Brings the node network up: config and subnet.env published, bridge
     /// with the gateway address, forwarding, and the NAT table. Idempotent.
     pub fn setup(&self) -> Result<()> {
+        self.ensure_node(true)
+    }
+
+    /// `force` rewrites the nft table even when the ready-marker says it is
+    /// in place (attach skips that `nft` run unless the bridge was missing,
+    /// as after a reboot, or the settings changed).
+    fn ensure_node(&self, force: bool) -> Result<()> {
         let _lock = FileLock::acquire(&self.paths.node_lock())?;
         if !self.paths.config_file().exists() || !self.paths.subnet_env().exists() {
             self.cfg.save(&self.paths)?;
         }
         let nl = Netlink::current()?;
-        let br = nl.ensure_bridge(&self.cfg.bridge, self.cfg.mtu, self.cfg.gateway())?;
+        let (br, created) = nl.ensure_bridge(&self.cfg.bridge, self.cfg.mtu, self.cfg.gateway())?;
         nl.add_address(
             br,
             self.cfg.gateway(),
@@ -163,8 +170,18 @@ impl Network {
             &format!("/proc/sys/net/ipv4/conf/{}/route_localnet", self.cfg.bridge),
             "1",
         )?;
-        self.nft()
-            .ensure(self.cfg.cluster_cidr, self.cfg.subnet, self.cfg.ip_masq)
+        let marker = self.paths.state_dir.join("nft-ready");
+        let want = format!(
+            "{} {} {} {}\n",
+            self.cfg.nft_table, self.cfg.cluster_cidr, self.cfg.subnet, self.cfg.ip_masq
+        );
+        if force || created || std::fs::read_to_string(&marker).ok().as_deref() != Some(&want) {
+            self.nft()
+                .ensure(self.cfg.cluster_cidr, self.cfg.subnet, self.cfg.ip_masq)?;
+            // a cache, not a record: losing it only costs one more nft run
+            std::fs::write(&marker, &want).map_err(Error::io("write nft marker", &marker))?;
+        }
+        Ok(())
     }
 
     /// Attaches a sandbox; on failure everything made so far is undone.
@@ -183,7 +200,7 @@ impl Network {
                 ),
             ));
         }
-        self.setup()?;
+        self.ensure_node(false)?;
         let ns = open_netns(&req.netns)?;
         let owner = Owner {
             id: req.id.clone(),
@@ -381,6 +398,25 @@ impl Network {
                 format!("{ifname} lacks address {}", att.address),
             ));
         }
+        if !att.port_mappings.is_empty() {
+            let tag = owner_tag(id, ifname);
+            let have = self
+                .nft()
+                .port_rules()?
+                .iter()
+                .filter(|(_, c)| *c == tag)
+                .count();
+            if have != att.port_mappings.len() {
+                return Err(Error::invalid(
+                    "attachment",
+                    format!(
+                        "{have} of {} hostPort rules in nft table {}",
+                        att.port_mappings.len(),
+                        self.cfg.nft_table
+                    ),
+                ));
+            }
+        }
         let routes = pod.routes()?;
         for r in &att.routes {
             let dst = (r.dst.prefix > 0).then(|| (r.dst.network(), r.dst.prefix));
@@ -471,6 +507,7 @@ impl Network {
                 removed.push(format!("file {}", f.display()));
             }
         }
+        remove_if_exists(&self.paths.state_dir.join("nft-ready"))?;
         remove_if_exists(&self.paths.node_lock())?;
         Ok(removed)
     }

@@ -117,7 +117,13 @@ impl Netlink {
     /// brings it up; returns its index.
     /// The bridge gets a fixed MAC (0a:58 + gateway address) so it does not
     /// change as ports come and go.
-    pub(crate) fn ensure_bridge(&self, name: &str, mtu: u32, gateway: Ipv4Addr) -> Result<u32> {
+    /// Returns the bridge's index and whether this call created it.
+    pub(crate) fn ensure_bridge(
+        &self,
+        name: &str,
+        mtu: u32,
+        gateway: Ipv4Addr,
+    ) -> Result<(u32, bool)> {
         if let Some(l) = self.link(name)? {
             if l.kind.as_deref() != Some("bridge") {
                 return Err(Error::invalid(
@@ -128,7 +134,7 @@ impl Netlink {
             if !l.up {
                 self.set_up(l.index, name)?;
             }
-            return Ok(l.index);
+            return Ok((l.index, false));
         }
         let o = gateway.octets();
         let mac = vec![0x0a, 0x58, o[0], o[1], o[2], o[3]];
@@ -145,7 +151,7 @@ impl Netlink {
             name: name.into(),
         })?;
         self.set_up(l.index, name)?;
-        Ok(l.index)
+        Ok((l.index, true))
     }
 
     pub(crate) fn set_up(&self, index: u32, name: &str) -> Result<()> {
