@@ -89,12 +89,19 @@ now() { date +%s%N; }
 LW=$(newns lw)
 cni "$KRUN_CNI" ADD "$CONF_K" warm "$LW" >/dev/null; cni "$KRUN_CNI" DEL "$CONF_K" warm "$LW"
 cni "$REF" ADD "$CONF_R" warm "$LW" >/dev/null; cni "$REF" DEL "$CONF_R" warm "$LW"
+timed() { # file plugin conf id netns: one ADD+DEL, ms appended to file
+  local t0 t1; t0=$(now)
+  cni "$2" ADD "$3" "$4" "$5" >/dev/null; cni "$2" DEL "$3" "$4" "$5"
+  t1=$(now); awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f\n", (b-a)/1e6}' >>"$1"
+}
 for i in $(seq "$LAT_N"); do
   n=$(newns "l$i")
-  t0=$(now); cni "$KRUN_CNI" ADD "$CONF_K" "k$i" "$n" >/dev/null; cni "$KRUN_CNI" DEL "$CONF_K" "k$i" "$n"; t1=$(now)
-  cni "$REF" ADD "$CONF_R" "r$i" "$n" >/dev/null; cni "$REF" DEL "$CONF_R" "r$i" "$n"; t2=$(now)
-  echo "scale=2; ($t1-$t0)/1000000" | bc >>"$TMP/lk"
-  echo "scale=2; ($t2-$t1)/1000000" | bc >>"$TMP/lr"
+  # alternate which goes first, so neither always runs on a warmer cache
+  if ((i % 2)); then
+    timed "$TMP/lk" "$KRUN_CNI" "$CONF_K" "k$i" "$n"; timed "$TMP/lr" "$REF" "$CONF_R" "r$i" "$n"
+  else
+    timed "$TMP/lr" "$REF" "$CONF_R" "r$i" "$n"; timed "$TMP/lk" "$KRUN_CNI" "$CONF_K" "k$i" "$n"
+  fi
   ip netns del "$n"
 done
 LK=$(median <"$TMP/lk"); LR=$(median <"$TMP/lr")

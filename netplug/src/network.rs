@@ -176,8 +176,12 @@ impl Network {
             self.cfg.nft_table, self.cfg.cluster_cidr, self.cfg.subnet, self.cfg.ip_masq
         );
         if force || created || std::fs::read_to_string(&marker).ok().as_deref() != Some(&want) {
-            self.nft()
-                .ensure(self.cfg.cluster_cidr, self.cfg.subnet, self.cfg.ip_masq)?;
+            self.nft().ensure(
+                self.cfg.cluster_cidr,
+                self.cfg.subnet,
+                self.cfg.gateway(),
+                self.cfg.ip_masq,
+            )?;
             // a cache, not a record: losing it only costs one more nft run
             std::fs::write(&marker, &want).map_err(Error::io("write nft marker", &marker))?;
         }

@@ -3,6 +3,7 @@
 //! never touched.
 //!
 //! Layout of table T:
+//!   chain raw         (filter, raw): pod → pod on the bridge: notrack
 //!   chain prerouting  (nat, dstnat): fib daddr type local → jump hostports
 //!   chain output      (nat, -100):   fib daddr type local → jump hostports
 //!   chain hostports:                 one dnat rule per mapping, commented with its owner
@@ -137,7 +138,13 @@ impl Nft<'_> {
 
     /// Creates the table and its base chains, replacing their static rules
     /// in one transaction (so concurrent callers converge, never duplicate).
-    pub(crate) fn ensure(&self, cluster: Ipv4Net, subnet: Ipv4Net, ip_masq: bool) -> Result<()> {
+    pub(crate) fn ensure(
+        &self,
+        cluster: Ipv4Net,
+        subnet: Ipv4Net,
+        gateway: Ipv4Addr,
+        ip_masq: bool,
+    ) -> Result<()> {
         let base = |name: &str, kind: &str, hook: &str, prio: i32| {
             json!({"add": {"chain": {"family": "ip", "table": self.table, "name": name,
                 "type": kind, "hook": hook, "prio": prio, "policy": "accept"}}})
@@ -148,10 +155,26 @@ impl Nft<'_> {
             base("prerouting", "nat", "prerouting", -100),
             base("output", "nat", "output", -100),
             base("postrouting", "nat", "postrouting", 100),
+            base("raw", "filter", "prerouting", -300),
+            json!({"flush": {"chain": self.chain("raw")}}),
             json!({"flush": {"chain": self.chain("prerouting")}}),
             json!({"flush": {"chain": self.chain("output")}}),
             json!({"flush": {"chain": self.chain("postrouting")}}),
         ];
+        // Pod-to-pod traffic on the bridge needs no NAT: keep it out of
+        // conntrack (it passes the ip hooks when br_netfilter is loaded).
+        // Traffic to the gateway stays tracked: hairpin replies are un-NATed there.
+        let gw = json!({"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": gateway.to_string()}});
+        cmds.push(self.rule(
+            "raw",
+            vec![
+                prefix_match("saddr", "==", subnet),
+                prefix_match("daddr", "==", subnet),
+                gw,
+                json!({"notrack": null}),
+            ],
+            None,
+        ));
         let jump = json!({"jump": {"target": "hostports"}});
         cmds.push(self.rule("prerouting", vec![local_daddr(), jump.clone()], None));
         cmds.push(self.rule("output", vec![local_daddr(), jump], None));
