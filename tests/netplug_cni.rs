@@ -278,15 +278,49 @@ fn netplug_cni_version_status_gc_and_errors() {
     );
     let (ok, err) = krun.run("CHECK", &conf, "never-added", Some(&keep_ns.path()));
     assert!(!ok && err["code"] == 3, "{err}");
-    let (ok, err) = krun.run("ADD", &conf, "../../x", Some(&keep_ns.path()));
-    assert!(
-        !ok && err["msg"] == "attach failed" && err["code"] == 7,
-        "{err}"
-    );
+    for cmd in ["ADD", "CHECK", "DEL"] {
+        let (ok, err) = krun.run(cmd, &conf, "../../x", Some(&keep_ns.path()));
+        assert!(
+            !ok && err["msg"] == "invalid CNI_CONTAINERID" && err["code"] == 4,
+            "{cmd}: {err}"
+        );
+    }
     let mut bad = conf.clone();
     bad["ipam"]["type"] = json!("dhcp");
     let (ok, err) = krun.run("ADD", &bad, "a", Some(&keep_ns.path()));
     assert!(!ok && err["code"] == 2, "{err}");
+
+    // STATUS reports "not available" (50) once the subnet has no address left
+    struct Undo(String, String);
+    impl Drop for Undo {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["link", "del", &self.0]).output();
+            let _ = Command::new("nft")
+                .args(["delete", "table", "ip", &self.1])
+                .output();
+        }
+    }
+    let small_bridge = format!("{}s", t.bridge());
+    let small_table = format!("{}_s", t.table());
+    let _undo = Undo(small_bridge.clone(), small_table.clone());
+    let small_net = format!("10.252.{}.252/30", t.claim.n);
+    let mut small = conf.clone();
+    small["name"] = json!("npsmall");
+    small["bridge"] = json!(small_bridge);
+    small["nftTable"] = json!(small_table);
+    small["ipam"]["subnet"] = json!(small_net);
+    krun.ok("STATUS", &small, "", None);
+    let small_ns = Netns::new("np-small");
+    krun.ok("ADD", &small, "only", Some(&small_ns.path()));
+    let (ok, err) = krun.run("STATUS", &small, "", None);
+    assert!(!ok && err["code"] == 50, "{err}");
+    let (ok, err) = krun.run("ADD", &small, "second", Some(&keep_ns.path()));
+    assert!(
+        !ok && err["code"] == 11 && err["details"].as_str().unwrap().contains("no free address"),
+        "{err}"
+    );
+    krun.ok("DEL", &small, "only", Some(&small_ns.path()));
+    krun.ok("STATUS", &small, "", None);
 
     // DEL is idempotent, also for a container never added and a netns gone
     krun.ok("DEL", &conf, "never-added", None);

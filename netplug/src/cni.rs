@@ -294,6 +294,17 @@ fn require<'a>(v: &'a Option<String>, var: &str) -> Result<&'a str, CniError> {
     })
 }
 
+/// CNI_CONTAINERID and CNI_IFNAME, checked before either names a file.
+fn sandbox_names(env: &CniEnv) -> Result<(&str, &str), CniError> {
+    let id = require(&env.container_id, "CNI_CONTAINERID")?;
+    let ifname = require(&env.ifname, "CNI_IFNAME")?;
+    crate::network::validate_id(id)
+        .map_err(|e| CniError::new(ERR_INVALID_ENV, "invalid CNI_CONTAINERID", e))?;
+    crate::config::validate_ifname("CNI_IFNAME", ifname)
+        .map_err(|e| CniError::new(ERR_INVALID_ENV, "invalid CNI_IFNAME", e))?;
+    Ok((id, ifname))
+}
+
 fn cache_path(net: &Network, id: &str, ifname: &str) -> PathBuf {
     net.paths
         .state_dir
@@ -318,8 +329,7 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<Value>, CniError> {
     let v11 = conf.cni_version == "1.1.0";
     match env.command.as_str() {
         "ADD" => {
-            let id = require(&env.container_id, "CNI_CONTAINERID")?;
-            let ifname = require(&env.ifname, "CNI_IFNAME")?;
+            let (id, ifname) = sandbox_names(env)?;
             let netns = env.netns.clone().ok_or_else(|| {
                 CniError::new(
                     ERR_INVALID_ENV,
@@ -343,8 +353,7 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<Value>, CniError> {
             Ok(Some(result))
         }
         "DEL" => {
-            let id = require(&env.container_id, "CNI_CONTAINERID")?;
-            let ifname = require(&env.ifname, "CNI_IFNAME")?;
+            let (id, ifname) = sandbox_names(env)?;
             net.detach(id, ifname, env.netns.as_deref())
                 .map_err(plugin_err("detach failed"))?;
             remove_if_exists(&cache_path(&net, id, ifname))
@@ -359,8 +368,7 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<Value>, CniError> {
                     &conf.cni_version,
                 ));
             }
-            let id = require(&env.container_id, "CNI_CONTAINERID")?;
-            let ifname = require(&env.ifname, "CNI_IFNAME")?;
+            let (id, ifname) = sandbox_names(env)?;
             let cached: Value = std::fs::read(cache_path(&net, id, ifname))
                 .ok()
                 .and_then(|d| serde_json::from_slice(&d).ok())
