@@ -38,7 +38,9 @@ pick_net() { # prefix: first free 10.$1.X.0/24
   done; echo "no free test subnet in 10.$1/16" >&2; exit 1
 }
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
-newns() { local n="kb-$P-$1"; ip netns add "$n"; ip -n "$n" link set lo up; NS+=("$n"); echo "$n"; }
+# newns VAR tag: creates a namespace and names it in VAR (no subshell, so
+# the cleanup list sees it)
+newns() { local _ns="kb-$P-$2"; ip netns add "$_ns"; ip -n "$_ns" link set lo up; NS+=("$_ns"); printf -v "$1" %s "$_ns"; }
 
 cni() { # plugin command conf id netns
   printf '%s' "$3" | env -i CNI_COMMAND="$2" CNI_CONTAINERID="$4" CNI_NETNS="/run/netns/$5" \
@@ -53,12 +55,12 @@ conf() { # type bridge subnet datadir
 NET_K=$(pick_net 252); NET_V=$(pick_net 253)
 BR_K="kbk$((P % 100000))"; LINKS+=("$BR_K")
 CONF_K=$(conf krun-cni "$BR_K" "$NET_K" "$TMP/k")
-KA=$(newns ka); KB=$(newns kb)
+newns KA ka; newns KB kb
 cni "$KRUN_CNI" ADD "$CONF_K" "kb-a-$P" "$KA" >/dev/null
 cni "$KRUN_CNI" ADD "$CONF_K" "kb-b-$P" "$KB" >/dev/null
 KA_IP=$(ip -n "$KA" -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1)
 
-VA=$(newns va); VB=$(newns vb)
+newns VA va; newns VB vb
 ip link add eth0 netns "$VA" type veth peer name eth0 netns "$VB"
 ip -n "$VA" addr add "$NET_V.1/24" dev eth0; ip -n "$VA" link set eth0 up
 ip -n "$VB" addr add "$NET_V.2/24" dev eth0; ip -n "$VB" link set eth0 up
@@ -86,7 +88,7 @@ CONF_R=$(conf bridge "$BR_R" "$NET_R" "$TMP/r")
 now() { date +%s%N; }
 : >"$TMP/lk"; : >"$TMP/lr"
 # one warm-up each: bridge creation and first-use costs are not per pod
-LW=$(newns lw)
+newns LW lw
 cni "$KRUN_CNI" ADD "$CONF_K" warm "$LW" >/dev/null; cni "$KRUN_CNI" DEL "$CONF_K" warm "$LW"
 cni "$REF" ADD "$CONF_R" warm "$LW" >/dev/null; cni "$REF" DEL "$CONF_R" warm "$LW"
 timed() { # file plugin conf id netns: one ADD+DEL, ms appended to file
@@ -95,7 +97,7 @@ timed() { # file plugin conf id netns: one ADD+DEL, ms appended to file
   t1=$(now); awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f\n", (b-a)/1e6}' >>"$1"
 }
 for i in $(seq "$LAT_N"); do
-  n=$(newns "l$i")
+  newns n "l$i"
   # alternate which goes first, so neither always runs on a warmer cache
   if ((i % 2)); then
     timed "$TMP/lk" "$KRUN_CNI" "$CONF_K" "k$i" "$n"; timed "$TMP/lr" "$REF" "$CONF_R" "r$i" "$n"

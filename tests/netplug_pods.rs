@@ -130,6 +130,46 @@ fn netplug_pods_reach_each_other_node_outside_and_hostports() {
         "hostIP-bound UDP port answered on another address"
     );
 
+    // CVE-2020-8558: route_localnet on the bridge must not let a pod reach
+    // services the node binds to 127.0.0.1 (pod b routes 127/8 to the node)
+    let secret_port = t.port(4);
+    tcp_server(
+        None,
+        sa(Ipv4Addr::LOCALHOST, secret_port),
+        "node-loopback-only",
+    );
+    assert!(tcp_get(None, sa(Ipv4Addr::LOCALHOST, secret_port)).is_ok());
+    ip(&["-n", &b_ns.name, "addr", "flush", "dev", "lo"]);
+    ip(&[
+        "-n",
+        &b_ns.name,
+        "route",
+        "add",
+        "127.0.0.0/8",
+        "via",
+        &gw.to_string(),
+        "dev",
+        "eth0",
+    ]);
+    let sysctl = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &b_ns.name,
+            "sysctl",
+            "-qw",
+            "net.ipv4.conf.eth0.route_localnet=1",
+        ])
+        .status()
+        .unwrap();
+    assert!(sysctl.success());
+    let leak = tcp_get(Some(&b_ns.path()), sa(Ipv4Addr::LOCALHOST, secret_port));
+    assert!(leak.is_err(), "a pod reached the node's loopback: {leak:?}");
+    // the node's own 127.0.0.1 → hostPort path still works
+    assert!(tcp_get(None, sa(Ipv4Addr::LOCALHOST, hp_tcp))
+        .unwrap()
+        .starts_with("pod-a "));
+
     // the check passes, and detach undoes it all
     t.net.check(&a.id, "eth0").expect("check pod a");
     assert!(nft_chain(t.table(), "hostports").contains(&format!("dport {hp_tcp}")));

@@ -172,11 +172,17 @@ impl Network {
         )?;
         let marker = self.paths.state_dir.join("nft-ready");
         let want = format!(
-            "{} {} {} {}\n",
-            self.cfg.nft_table, self.cfg.cluster_cidr, self.cfg.subnet, self.cfg.ip_masq
+            // bump the leading version whenever ensure's rules change
+            "v2 {} {} {} {} {}\n",
+            self.cfg.nft_table,
+            self.cfg.bridge,
+            self.cfg.cluster_cidr,
+            self.cfg.subnet,
+            self.cfg.ip_masq
         );
         if force || created || std::fs::read_to_string(&marker).ok().as_deref() != Some(&want) {
             self.nft().ensure(
+                &self.cfg.bridge,
                 self.cfg.cluster_cidr,
                 self.cfg.subnet,
                 self.cfg.gateway(),

@@ -4,6 +4,7 @@
 //!
 //! Layout of table T:
 //!   chain raw         (filter, raw): pod → pod on the bridge: notrack
+//!   chain input       (filter):      new connections from the bridge to 127/8: drop
 //!   chain prerouting  (nat, dstnat): fib daddr type local → jump hostports
 //!   chain output      (nat, -100):   fib daddr type local → jump hostports
 //!   chain hostports:                 one dnat rule per mapping, commented with its owner
@@ -140,6 +141,7 @@ impl Nft<'_> {
     /// in one transaction (so concurrent callers converge, never duplicate).
     pub(crate) fn ensure(
         &self,
+        bridge: &str,
         cluster: Ipv4Net,
         subnet: Ipv4Net,
         gateway: Ipv4Addr,
@@ -156,7 +158,9 @@ impl Nft<'_> {
             base("output", "nat", "output", -100),
             base("postrouting", "nat", "postrouting", 100),
             base("raw", "filter", "prerouting", -300),
+            base("input", "filter", "input", 0),
             json!({"flush": {"chain": self.chain("raw")}}),
+            json!({"flush": {"chain": self.chain("input")}}),
             json!({"flush": {"chain": self.chain("prerouting")}}),
             json!({"flush": {"chain": self.chain("output")}}),
             json!({"flush": {"chain": self.chain("postrouting")}}),
@@ -172,6 +176,19 @@ impl Nft<'_> {
                 prefix_match("daddr", "==", subnet),
                 gw,
                 json!({"notrack": null}),
+            ],
+            None,
+        ));
+        // route_localnet is on for the bridge (node → 127.0.0.1:hostPort):
+        // never let a pod open connections to the node's loopback services
+        // through it (CVE-2020-8558); only replies to the node's own get in.
+        cmds.push(self.rule(
+            "input",
+            vec![
+                json!({"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": bridge}}),
+                prefix_match("daddr", "==", Ipv4Net { addr: Ipv4Addr::new(127, 0, 0, 0), prefix: 8 }),
+                json!({"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["new", "invalid", "untracked"]}}),
+                json!({"drop": null}),
             ],
             None,
         ));
