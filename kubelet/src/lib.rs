@@ -4,6 +4,7 @@
 pub mod backoff;
 pub mod describe;
 pub mod events;
+pub mod identity;
 pub mod lifecycle;
 pub mod logs;
 pub mod manifest;
