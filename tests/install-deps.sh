@@ -9,6 +9,8 @@ pkgs=(
   # runtime, network and peers the tests compare against
   libseccomp-dev pkg-config runc crun podman iproute2 nftables iperf3
   containernetworking-plugins
+  # the pure cgroup v2 conformance run boots Debian's kernel under qemu (tests/vm)
+  linux-image-amd64 qemu-system-x86 cpio binutils
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -22,4 +24,5 @@ if ((${#missing[@]})); then
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
+export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 rustup component list --installed 2>/dev/null | grep -q clippy || rustup component add clippy rustfmt
