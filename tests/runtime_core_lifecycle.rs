@@ -1,0 +1,207 @@
+//! krun-runtime's own end-to-end checks of the lifecycle commands on a
+//! busybox bundle: create/start/state/kill/delete, run's exit code, and that
+//! a failed create leaves nothing behind.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+
+/// A busybox bundle plus a private state root, removed on drop.
+struct Bundle {
+    dir: PathBuf,
+}
+
+impl Bundle {
+    fn new(name: &str, args: &[&str]) -> Bundle {
+        let dir = std::env::temp_dir().join(common::unique(name));
+        let rootfs = dir.join("rootfs");
+        for d in ["bin", "etc", "tmp", "proc", "sys", "dev", "root"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
+            .expect("busybox-static is installed");
+        for a in [
+            "sh", "echo", "cat", "sleep", "id", "ls", "true", "hostname", "grep", "test", "stat",
+            "readlink",
+        ] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
+        }
+        std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        let out = Command::new(common::bin("krun-runtime"))
+            .arg("spec")
+            .arg("--bundle")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "spec: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let b = Bundle { dir };
+        b.edit(|c| {
+            c["process"]["terminal"] = json!(false);
+            c["process"]["args"] = json!(args);
+        });
+        b
+    }
+
+    fn edit(&self, f: impl FnOnce(&mut Value)) {
+        let p = self.dir.join("config.json");
+        let mut c: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        f(&mut c);
+        std::fs::write(&p, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    fn rt(&self) -> Command {
+        let mut c = Command::new(common::bin("krun-runtime"));
+        c.arg("--root").arg(self.root()).current_dir(&self.dir);
+        c
+    }
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        if let Ok(rd) = std::fs::read_dir(self.root()) {
+            for e in rd.flatten() {
+                let _ = self
+                    .rt()
+                    .args(["delete", "--force"])
+                    .arg(e.file_name())
+                    .output();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn state(b: &Bundle, id: &str) -> Value {
+    let out = common::run_ok(b.rt().args(["state", id]));
+    serde_json::from_str(&out).unwrap()
+}
+
+fn cgroup_exists(id: &str) -> bool {
+    ["memory", "pids", "cpu"]
+        .iter()
+        .any(|c| Path::new("/sys/fs/cgroup").join(c).join(id).exists())
+        || Path::new("/sys/fs/cgroup")
+            .join(id)
+            .join("cgroup.procs")
+            .exists()
+}
+
+#[test]
+fn create_start_kill_delete() {
+    if !common::require_root("create_start_kill_delete") {
+        return;
+    }
+    let b = Bundle::new("krt-life", &["sleep", "100"]);
+    let id = common::unique("life");
+    let pidfile = b.dir.join("pid");
+    // The init inherits create's stdio (as with runc): do not capture it in a pipe.
+    let st = b
+        .rt()
+        .args(["create", "--pid-file"])
+        .arg(&pidfile)
+        .arg(&id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let st = state(&b, &id);
+    assert_eq!(st["status"], "created");
+    let pid: i64 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(st["pid"], pid);
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    assert!(cgroup_exists(&id), "cgroup of {id} created");
+    common::run_ok(b.rt().args(["start", &id]));
+    assert_eq!(state(&b, &id)["status"], "running");
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim(), "sleep");
+    // Not stopped: delete without --force refuses.
+    let out = common::run(b.rt().args(["delete", &id]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not stopped"));
+    common::run_ok(b.rt().args(["kill", &id, "KILL"]));
+    for _ in 0..100 {
+        if state(&b, &id)["status"] == "stopped" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(state(&b, &id)["status"], "stopped");
+    common::run_ok(b.rt().args(["delete", &id]));
+    assert!(!b.root().join(&id).exists());
+    assert!(!cgroup_exists(&id), "cgroup of {id} removed");
+    let out = common::run(b.rt().args(["state", &id]));
+    assert!(!out.status.success());
+}
+
+#[test]
+fn run_returns_exit_code_and_output() {
+    if !common::require_root("run_returns_exit_code_and_output") {
+        return;
+    }
+    let b = Bundle::new("krt-run", &["sh", "-c", "echo out-$(hostname); exit 7"]);
+    b.edit(|c| c["hostname"] = json!("krt-host"));
+    let id = common::unique("run");
+    let out = common::run(b.rt().args(["run", &id]));
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "out-krt-host");
+    assert!(!b.root().join(&id).exists(), "run removes the container");
+}
+
+#[test]
+fn failed_create_leaves_nothing() {
+    if !common::require_root("failed_create_leaves_nothing") {
+        return;
+    }
+    let b = Bundle::new("krt-fail", &["true"]);
+    let missing = b.dir.join("no-such-dir");
+    b.edit(|c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/data", "type": "bind", "source": missing, "options": ["rbind"]
+        }))
+    });
+    let id = common::unique("fail");
+    let out = common::run(b.rt().args(["create", &id]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&missing.display().to_string()) && err.contains("ENOENT"),
+        "error names the step and path: {err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one error line: {err}");
+    assert!(!b.root().join(&id).exists(), "no state left");
+    assert!(!cgroup_exists(&id), "no cgroup left");
+}
+
+#[test]
+fn missing_executable_fails_create() {
+    if !common::require_root("missing_executable_fails_create") {
+        return;
+    }
+    let b = Bundle::new("krt-noexe", &["/bin/nope"]);
+    let id = common::unique("noexe");
+    let out = common::run(b.rt().args(["create", &id]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/bin/nope"));
+    assert!(!b.root().join(&id).exists());
+}
