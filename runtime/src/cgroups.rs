@@ -83,46 +83,24 @@ fn default_device_rules(resources: &LinuxResources) -> Vec<LinuxDeviceCgroup> {
     rules
 }
 
-/// A created cgroup, removed again on drop unless kept (failed `create`).
-pub struct Created {
-    path: String,
-    mgr: Option<FsManager>,
-}
-
-impl Created {
-    /// Keeps the cgroup (the container was created successfully).
-    pub fn keep(mut self) {
-        self.mgr = None;
-    }
-}
-
-impl Drop for Created {
-    fn drop(&mut self) {
-        if self.mgr.is_some() {
-            let _ = destroy(&self.path);
-        }
-    }
-}
-
-/// Creates the container's cgroup, moves `pid` into it and applies `resources`.
-pub fn create(path: &str, resources: Option<&LinuxResources>, pid: i32) -> Result<Created> {
+/// Creates the container's cgroup and moves `pid` into it (no limits yet:
+/// they are applied with [`set`] once the init has built /dev, as runc does,
+/// so a device "deny" rule cannot stop the runtime creating device nodes).
+pub fn create(path: &str, pid: i32) -> Result<FsManager> {
     let mut mgr = manager(path)?;
-    let mut created = Created {
-        path: path.to_string(),
-        mgr: None,
-    };
     mgr.add_proc(CgroupPid::from(pid as u64))
         .ctx(|| format!("add pid {pid} to cgroup {path}"))?;
-    created.mgr = Some(mgr);
     if let Some(dir) = hybrid_unified().map(|u| PathBuf::from(u).join(path.trim_start_matches('/')))
     {
         fs::create_dir_all(&dir).ctx(|| format!("create cgroup {}", dir.display()))?;
         crate::sys::write_file(&dir.join("cgroup.procs"), &pid.to_string())?;
     }
-    if let Some(res) = resources {
-        apply(&mut created, res)?;
-    }
-    Ok(created)
+    Ok(mgr)
+}
+
+/// Applies `res` to a cgroup opened by [`create`].
+pub fn set(mgr: &mut FsManager, path: &str, res: &LinuxResources) -> Result<()> {
+    set_resources(mgr, path, res)
 }
 
 /// Moves `pid` into an existing container cgroup (`exec`); never removes it.
@@ -137,15 +115,6 @@ pub fn join(path: &str, pid: i32) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn apply(created: &mut Created, res: &LinuxResources) -> Result<()> {
-    let path = created.path.clone();
-    let mgr = created
-        .mgr
-        .as_mut()
-        .ok_or_else(|| Error::invalid("cgroup not open"))?;
-    set_resources(mgr, &path, res)
 }
 
 fn set_resources(mgr: &mut FsManager, path: &str, res: &LinuxResources) -> Result<()> {
@@ -171,11 +140,29 @@ fn set_resources(mgr: &mut FsManager, path: &str, res: &LinuxResources) -> Resul
                 "hugepageLimits set but no hugetlb cgroup controller is mounted",
             ));
         };
-        let dir = PathBuf::from(u).join(path.trim_start_matches('/'));
+        let rel = path.trim_start_matches('/');
+        enable_hugetlb(u, rel)?;
+        let dir = PathBuf::from(u).join(rel);
         for l in limits {
             let f = dir.join(format!("hugetlb.{}.max", l.page_size()));
             crate::sys::write_file(&f, &l.limit().to_string())?;
         }
+    }
+    Ok(())
+}
+
+/// Enables the hugetlb controller on every level above the container's
+/// cgroup in the hybrid v2 hierarchy, so `hugetlb.*.max` exists.
+fn enable_hugetlb(unified: &str, rel: &str) -> Result<()> {
+    let mut dir = PathBuf::from(unified);
+    let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+    for c in comps {
+        let ctl = dir.join("cgroup.subtree_control");
+        let on = fs::read_to_string(&ctl).unwrap_or_default();
+        if !on.split_whitespace().any(|x| x == "hugetlb") {
+            crate::sys::write_file(&ctl, "+hugetlb")?;
+        }
+        dir.push(c);
     }
     Ok(())
 }

@@ -48,6 +48,7 @@ pub fn load_spec(bundle: &Path) -> Result<Spec> {
 struct Cleanup {
     dir: PathBuf,
     child: Option<i32>,
+    cgroup: Option<String>,
     armed: bool,
 }
 
@@ -59,6 +60,10 @@ impl Drop for Cleanup {
         if let Some(pid) = self.child {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             let _ = waitpid(Pid::from_raw(pid), None);
+        }
+        // Only once the init is gone can its cgroup be removed.
+        if let Some(cg) = &self.cgroup {
+            let _ = cgroups::destroy(cg);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -93,6 +98,7 @@ pub fn create(o: &CreateOpts<'_>) -> Result<State> {
     let linux = spec.linux().as_ref();
     let cg_path = cgroups::path_for(linux.and_then(|l| l.cgroups_path().as_deref()), o.id)?;
     let plan = Plan::from_spec(&spec)?;
+    validate(&spec, &plan)?;
     let terminal = spec
         .process()
         .as_ref()
@@ -127,6 +133,7 @@ pub fn create(o: &CreateOpts<'_>) -> Result<State> {
         Err(e) => return Err(e).ctx(|| format!("create {}", dir.display())),
     }
     let mut cleanup = Cleanup {
+        cgroup: None,
         dir: dir.clone(),
         child: None,
         armed: true,
@@ -134,6 +141,9 @@ pub fn create(o: &CreateOpts<'_>) -> Result<State> {
     let fifo = dir.join(EXEC_FIFO);
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
         .ctx(|| format!("mkfifo {}", fifo.display()))?;
+    // umask trimmed the mode: an init in a user namespace writes as "other".
+    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .ctx(|| format!("chmod {}", fifo.display()))?;
 
     let mut st = State {
         id: o.id.to_string(),
@@ -191,6 +201,7 @@ pub fn create(o: &CreateOpts<'_>) -> Result<State> {
             listener,
             user_path,
             state_for_hooks: &st,
+            ready: std::cell::Cell::new(false),
         };
         init.main();
     }
@@ -203,18 +214,23 @@ pub fn create(o: &CreateOpts<'_>) -> Result<State> {
     if plan.new.contains(CloneFlags::CLONE_NEWUSER) {
         write_id_maps(pid, st.config.linux().as_ref())?;
     }
-    let cg = cgroups::create(
-        &cg_path,
-        st.config
-            .linux()
-            .as_ref()
-            .and_then(|l| l.resources().as_ref()),
-        pid,
-    )?;
+    cleanup.cgroup = Some(cg_path.clone());
+    let mut cg = cgroups::create(&cg_path, pid)?;
     parent_end.send(sync::GO, &[])?;
     loop {
         match parent_end.recv()? {
-            Some((sync::READY, _)) => break,
+            Some((sync::READY, _)) => {
+                // Limits (device rules included) once /dev is built, before anything runs.
+                if let Some(res) = st
+                    .config
+                    .linux()
+                    .as_ref()
+                    .and_then(|l| l.resources().as_ref())
+                {
+                    cgroups::set(&mut cg, &cg_path, res)?;
+                }
+                break;
+            }
             Some((sync::HOOKS, _)) => {
                 let h = st.config.hooks().as_ref();
                 let js = st.hook_json(Status::Creating);
@@ -239,9 +255,75 @@ pub fn create(o: &CreateOpts<'_>) -> Result<State> {
     if let Some(pf) = o.pid_file {
         write_pid_file(pf, pid)?;
     }
-    cg.keep();
     cleanup.armed = false;
     Ok(st)
+}
+
+/// Refuses configs the runtime-spec says must fail, before anything is made.
+fn validate(spec: &Spec, plan: &Plan) -> Result<()> {
+    if let Some(p) = spec.process().as_ref() {
+        if !p.cwd().is_absolute() {
+            return Err(Error::invalid(format!(
+                "process.cwd {:?} must be an absolute path",
+                p.cwd()
+            )));
+        }
+    }
+    let has_uts = plan.has(NsT::Uts);
+    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has_uts {
+        return Err(Error::invalid(
+            "hostname is set but the container has no UTS namespace",
+        ));
+    }
+    if spec.domainname().as_deref().is_some_and(|h| !h.is_empty()) && !has_uts {
+        return Err(Error::invalid(
+            "domainname is set but the container has no UTS namespace",
+        ));
+    }
+    for key in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.sysctl().as_ref())
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k)
+    {
+        let needs = if key.starts_with("net.") {
+            Some((NsT::Network, "network"))
+        } else if key.starts_with("fs.mqueue.")
+            || [
+                "kernel.msgmax",
+                "kernel.msgmnb",
+                "kernel.msgmni",
+                "kernel.sem",
+                "kernel.shmall",
+                "kernel.shmmax",
+                "kernel.shmmni",
+                "kernel.shm_rmid_forced",
+            ]
+            .contains(&key.as_str())
+        {
+            Some((NsT::Ipc, "IPC"))
+        } else if key == "kernel.hostname" || key == "kernel.domainname" {
+            Some((NsT::Uts, "UTS"))
+        } else {
+            None
+        };
+        match needs {
+            Some((ns, name)) if !plan.has(ns) => {
+                return Err(Error::invalid(format!(
+                    "sysctl {key} needs the container's own {name} namespace"
+                )))
+            }
+            Some(_) => {}
+            None => {
+                return Err(Error::invalid(format!(
+                    "sysctl {key} is not namespaced: setting it would change the host"
+                )))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes the pid file atomically (podman and conmon read it).
@@ -313,6 +395,7 @@ struct Init<'a> {
     listener: Option<OwnedFd>,
     user_path: bool,
     state_for_hooks: &'a State,
+    ready: std::cell::Cell<bool>,
 }
 
 impl Init<'_> {
@@ -325,13 +408,12 @@ impl Init<'_> {
             Ok(never) => match never {},
             Err(e) => e,
         };
-        // Before READY the runtime reports it; after, only stderr is left.
-        if self
-            .chan
-            .send(sync::ERROR, err.to_string().as_bytes())
-            .is_err()
-        {
+        // Before READY the runtime reports it (if it is gone, it has already
+        // reported its own failure); after READY only stderr is left.
+        if self.ready.get() {
             eprintln!("krun-runtime: {err}");
+        } else {
+            let _ = self.chan.send(sync::ERROR, err.to_string().as_bytes());
         }
         // SAFETY: leave without running destructors shared with the parent.
         unsafe { libc::_exit(127) }
@@ -371,6 +453,11 @@ impl Init<'_> {
         nix::unistd::setsid().ctx(|| "setsid")?;
         nix::sys::stat::umask(nix::sys::stat::Mode::empty());
         let host_proc = sys::open_dir(Path::new("/proc"))?;
+        // Our pid as the runtime sees it (the host /proc's "self"), for hook state.
+        let host_pid: i32 = nix::fcntl::readlinkat(&host_proc, "self")
+            .ok()
+            .and_then(|p| p.to_str().and_then(|s| s.parse().ok()))
+            .unwrap_or(0);
 
         let hooks = spec.hooks().as_ref();
         let has_mntns = self.plan.has(NsT::Mount);
@@ -394,7 +481,9 @@ impl Init<'_> {
         hooks::run_all(
             "createContainer",
             hooks.and_then(|h| h.create_container().as_ref()),
-            &self.state_for_hooks.hook_json(Status::Created),
+            &self
+                .state_for_hooks
+                .hook_json_pid(Status::Created, host_pid),
         )?;
         if has_mntns {
             rootfs::enter(self.rootfs, self.no_pivot)?;
@@ -445,6 +534,7 @@ impl Init<'_> {
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
         self.chan.send(sync::READY, &[])?;
+        self.ready.set(true);
         let fifo_path = format!("self/fd/{}", self.fifo.as_raw_fd());
         let w = nix::fcntl::openat(
             &host_proc,
@@ -459,12 +549,20 @@ impl Init<'_> {
         hooks::run_all(
             "startContainer",
             hooks.and_then(|h| h.start_container().as_ref()),
-            &self.state_for_hooks.hook_json(Status::Running),
+            &self
+                .state_for_hooks
+                .hook_json_pid(Status::Running, host_pid),
         )?;
         finalize(
             process,
             filter.as_ref(),
-            self.listener.as_ref().map(|l| (l, self.state_for_hooks)),
+            self.listener.as_ref().map(|l| {
+                (
+                    l,
+                    self.state_for_hooks
+                        .hook_json_pid(Status::Created, host_pid),
+                )
+            }),
             self.preserve_fds,
             &prog,
             args,
@@ -477,14 +575,14 @@ impl Init<'_> {
 pub fn finalize(
     process: &oci_spec::runtime::Process,
     filter: Option<&libseccomp::ScmpFilterContext>,
-    listener: Option<(&OwnedFd, &State)>,
+    listener: Option<(&OwnedFd, String)>,
     preserve_fds: u32,
     prog: &Path,
     args: &[String],
     env: &[CString],
 ) -> Result<Infallible> {
     let nnp = process.no_new_privileges().unwrap_or(false);
-    let listener = listener.map(|(fd, st)| (fd, seccomp_state_json(st)));
+    let listener = listener.map(|(fd, st)| (fd, seccomp_state_json(&st)));
     let caps = process.capabilities().as_ref();
     let setgroups_ok = std::fs::read_to_string("/proc/self/setgroups")
         .map(|s| s.trim() != "deny")
@@ -521,12 +619,13 @@ pub fn finalize(
     Err(process::exec(prog, args, env))
 }
 
-fn seccomp_state_json(st: &State) -> String {
+fn seccomp_state_json(state_json: &str) -> String {
+    let st: serde_json::Value = serde_json::from_str(state_json).unwrap_or_default();
     serde_json::json!({
         "ociVersion": state::OCI_VERSION,
         "fds": ["seccompFd"],
-        "pid": std::process::id(),
-        "state": serde_json::from_str::<serde_json::Value>(&st.hook_json(Status::Creating)).unwrap_or_default(),
+        "pid": st["pid"].clone(),
+        "state": st,
     })
     .to_string()
 }

@@ -22,6 +22,23 @@ pub fn run_all(kind: &str, hooks: Option<&Vec<Hook>>, state_json: &str) -> Resul
     Ok(())
 }
 
+/// Runs every hook even when some fail (poststart, poststop: failures are
+/// warnings); returns the failures.
+pub fn run_all_warn(kind: &str, hooks: Option<&Vec<Hook>>, state_json: &str) -> Vec<Error> {
+    let mut errs = Vec::new();
+    for (i, h) in hooks
+        .map(|v| v.as_slice())
+        .unwrap_or(&[])
+        .iter()
+        .enumerate()
+    {
+        if let Err(e) = run_one(kind, i, h, state_json) {
+            errs.push(e);
+        }
+    }
+    errs
+}
+
 fn run_one(kind: &str, i: usize, h: &Hook, state_json: &str) -> Result<()> {
     let path = h.path();
     let what = format!("{kind} hook #{i} {}", path.display());

@@ -66,12 +66,12 @@ pub fn start_loaded(root: &Path, st: &State) -> Result<()> {
     }
     let _ = std::fs::remove_file(&fifo);
     let h = st.config.hooks().as_ref();
-    if let Err(e) = hooks::run_all(
+    // The spec: a failing poststart hook is logged, the container keeps running.
+    for e in hooks::run_all_warn(
         "poststart",
         h.and_then(|h| h.poststart().as_ref()),
         &st.hook_json(Status::Running),
     ) {
-        // The spec: a failing poststart hook is logged, the container keeps running.
         crate::log::warn(&e.to_string());
     }
     Ok(())
@@ -184,7 +184,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     }
     let cg = cgroups::destroy(&st.cgroup_path);
     let h = st.config.hooks().as_ref();
-    let hook_res = hooks::run_all(
+    let hook_errs = hooks::run_all_warn(
         "poststop",
         h.and_then(|h| h.poststop().as_ref()),
         &st.hook_json(Status::Stopped),
@@ -192,7 +192,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let dir = state::container_dir(root, id);
     std::fs::remove_dir_all(&dir).ctx(|| format!("remove {}", dir.display()))?;
     cg?;
-    if let Err(e) = hook_res {
+    for e in hook_errs {
         crate::log::warn(&e.to_string());
     }
     Ok(())

@@ -77,6 +77,7 @@ pub fn prepare(
 
 /// Makes `rootfs` the root: pivot_root, or with `no_pivot` a move + chroot.
 pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
+    let old_root = sys::open_dir(Path::new("/"))?;
     nix::unistd::chdir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
     if no_pivot {
         mount(
@@ -90,7 +91,10 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
         nix::unistd::chroot(".").ctx(|| format!("chroot {}", rootfs.display()))?;
     } else {
         nix::unistd::pivot_root(".", ".").ctx(|| format!("pivot_root {}", rootfs.display()))?;
-        // The old root is stacked under "."; detach it without touching the host.
+        // The old root is now stacked on top of the new one. Step onto it and
+        // make it a slave, so detaching it cannot reach the host, without
+        // touching the propagation of the container's own mounts.
+        nix::unistd::fchdir(&old_root).ctx(|| "enter old root")?;
         mount(
             None::<&str>,
             ".",

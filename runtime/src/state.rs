@@ -180,14 +180,20 @@ impl State {
 
     /// The state passed to hooks on stdin.
     pub fn hook_json(&self, status: Status) -> String {
+        self.hook_json_pid(status, self.pid)
+    }
+
+    /// The hook state with an explicit pid (the init knows its own host pid
+    /// before the runtime has recorded it).
+    pub fn hook_json_pid(&self, status: Status, pid: i32) -> String {
         let mut v = serde_json::json!({
             "ociVersion": OCI_VERSION,
             "id": self.id,
             "status": status.as_str(),
             "bundle": self.bundle,
         });
-        if status != Status::Stopped || self.pid > 0 {
-            v["pid"] = self.pid.into();
+        if status != Status::Stopped || pid > 0 {
+            v["pid"] = pid.into();
         }
         if !self.annotations.is_empty() {
             v["annotations"] = serde_json::to_value(&self.annotations).unwrap_or_default();
