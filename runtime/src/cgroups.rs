@@ -167,6 +167,25 @@ fn enable_hugetlb(unified: &str, rel: &str) -> Result<()> {
     Ok(())
 }
 
+/// Hands hugetlb back once no cgroup below the hybrid v2 root is left: while
+/// enabled there, no v1 hugetlb hierarchy can be mounted (crun needs one).
+fn release_hugetlb(unified: &str) {
+    let ctl = PathBuf::from(unified).join("cgroup.subtree_control");
+    let on = fs::read_to_string(&ctl).unwrap_or_default();
+    if !on.split_whitespace().any(|x| x == "hugetlb") {
+        return;
+    }
+    let busy = fs::read_dir(unified)
+        .map(|rd| {
+            rd.flatten()
+                .any(|e| e.path().join("hugetlb.2MB.max").exists())
+        })
+        .unwrap_or(true);
+    if !busy {
+        let _ = fs::write(&ctl, "-hugetlb");
+    }
+}
+
 /// Applies new resources to a running container (`update`).
 pub fn update(path: &str, res: &LinuxResources) -> Result<()> {
     let mut mgr = manager(path)?;
@@ -190,6 +209,7 @@ pub fn destroy(path: &str) -> Result<()> {
         if dir.exists() {
             let _ = fs::remove_dir(&dir);
         }
+        release_hugetlb(u);
     }
     last
 }

@@ -357,17 +357,10 @@ fn tmpfs_copyup(
     )
     .ctx(|| format!("mount {typ} on {}", dest.display()))?;
     let from = sys::fd_path(target);
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(format!("{from}/."))
-        .arg(&stage)
-        .status();
-    if !matches!(status, Ok(s) if s.success()) {
+    if let Err(e) = copy_tree(Path::new(&from), &stage) {
         let _ = nix::mount::umount2(&stage, nix::mount::MntFlags::MNT_DETACH);
-        return Err(Error::invalid(format!(
-            "tmpcopyup of {}: copy failed",
-            dest.display()
-        )));
+        let _ = std::fs::remove_dir(&stage);
+        return Err(e);
     }
     mount(
         Some(&stage),
@@ -383,6 +376,36 @@ fn tmpfs_copyup(
         let t = sys::open_in_root(cx.rootfd.as_raw_fd(), &rel, libc::O_PATH, 0)
             .ctx(|| format!("open {}", dest.display()))?;
         remount_bind(&t, MsFlags::MS_RDONLY, MsFlags::empty(), dest)?;
+    }
+    Ok(())
+}
+
+/// Copies a directory tree (files, dirs, symlinks; modes and owners) for tmpcopyup.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let rd = std::fs::read_dir(from).ctx(|| format!("read {}", from.display()))?;
+    for ent in rd {
+        let ent = ent.ctx(|| format!("read {}", from.display()))?;
+        let src = ent.path();
+        let dst = to.join(ent.file_name());
+        let md = std::fs::symlink_metadata(&src).ctx(|| format!("stat {}", src.display()))?;
+        let ft = md.file_type();
+        if ft.is_symlink() {
+            let t = std::fs::read_link(&src).ctx(|| format!("readlink {}", src.display()))?;
+            std::os::unix::fs::symlink(&t, &dst).ctx(|| format!("symlink {}", dst.display()))?;
+        } else if ft.is_dir() {
+            std::fs::create_dir(&dst).ctx(|| format!("mkdir {}", dst.display()))?;
+            copy_tree(&src, &dst)?;
+        } else if ft.is_file() {
+            std::fs::copy(&src, &dst).ctx(|| format!("copy {}", src.display()))?;
+        } else {
+            continue;
+        }
+        let _ = std::os::unix::fs::lchown(&dst, Some(md.uid()), Some(md.gid()));
+        if !ft.is_symlink() {
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(md.mode() & 0o7777))
+                .ctx(|| format!("chmod {}", dst.display()))?;
+        }
     }
     Ok(())
 }

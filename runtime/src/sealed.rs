@@ -1,6 +1,9 @@
 //! CVE-2019-5736: a container process must never be able to write the
 //! runtime binary through /proc/<pid>/exe. Commands that put a process into
-//! a container first re-execute the runtime from a sealed memfd copy.
+//! a container first re-execute the runtime from a private read-only bind
+//! mount of itself (a detached mount no path reaches: writes through the
+//! magic link get EROFS), or, where mounts are not allowed, from a sealed
+//! memfd copy. The bind mount costs no copy of the binary.
 use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -11,20 +14,85 @@ use crate::error::{Context, Error, Result};
 
 const SEALS: i32 = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
 
-/// True when this process already runs from a sealed copy.
+/// True when this process already runs from a read-only or sealed binary.
 pub fn is_sealed() -> bool {
     let Ok(exe) = File::open("/proc/self/exe") else {
         return false;
     };
     // SAFETY: fcntl query on an fd we own.
     let seals = unsafe { libc::fcntl(exe.as_raw_fd(), libc::F_GET_SEALS) };
-    seals >= 0 && seals & SEALS == SEALS
+    if seals >= 0 && seals & SEALS == SEALS {
+        return true;
+    }
+    // SAFETY: fstatvfs fills the zeroed struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above, on an fd we own.
+    unsafe { libc::fstatvfs(exe.as_raw_fd(), &mut st) == 0 && st.f_flag & libc::ST_RDONLY != 0 }
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// A detached, read-only bind mount of our own binary (open_tree + mount_setattr).
+fn readonly_self() -> nix::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: u32 = 1;
+    const MOUNT_ATTR_RDONLY: u64 = 1;
+    // SAFETY: path is a valid C string; flags are integers.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c"/proc/self/exe".as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32,
+        )
+    };
+    if r < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: fresh descriptor.
+    let tree = unsafe { OwnedFd::from_raw_fd(r as i32) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: the kernel reads `attr` of the given size.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(Errno::last());
+    }
+    Ok(tree)
 }
 
 /// Re-executes from a sealed memfd unless already sealed. Only returns on error.
 pub fn ensure() -> Result<()> {
     if is_sealed() {
         return Ok(());
+    }
+    let (args, env) = argv_env()?;
+    if let Ok(tree) = readonly_self() {
+        // Only returns on failure.
+        let e = nix::unistd::execveat(&tree, c"", &args, &env, nix::fcntl::AtFlags::AT_EMPTY_PATH)
+            .err()
+            .unwrap_or(Errno::EINVAL);
+        crate::log::debug(&format!(
+            "exec from read-only bind mount failed ({e}); using a memfd copy"
+        ));
     }
     let exe = File::open("/proc/self/exe").ctx(|| "open /proc/self/exe")?;
     let name = c"krun-runtime";
@@ -64,6 +132,13 @@ pub fn ensure() -> Result<()> {
     if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, SEALS) } < 0 {
         return Err(Errno::last()).ctx(|| "seal memfd binary");
     }
+    let e = nix::unistd::fexecve(&memfd, &args, &env)
+        .err()
+        .unwrap_or(Errno::EINVAL);
+    Err(e).ctx(|| "re-exec sealed binary")
+}
+
+fn argv_env() -> Result<(Vec<CString>, Vec<CString>)> {
     let args: Vec<CString> = std::env::args_os()
         .map(|a| CString::new(a.into_encoded_bytes()))
         .collect::<std::result::Result<_, _>>()
@@ -76,8 +151,5 @@ pub fn ensure() -> Result<()> {
             CString::new(b).ok()
         })
         .collect();
-    let e = nix::unistd::fexecve(&memfd, &args, &env)
-        .err()
-        .unwrap_or(Errno::EINVAL);
-    Err(e).ctx(|| "re-exec sealed binary")
+    Ok((args, env))
 }

@@ -97,52 +97,85 @@ pub enum Leaf {
 }
 
 /// Opens `path` inside `root` as O_PATH, creating missing directories (and
-/// the leaf as `leaf`) on the way. Every step resolves inside the root.
+/// the leaf as `leaf`) on the way. Symlinks met on the way, dangling ones
+/// included, are resolved by hand inside the root, so nothing is created
+/// outside it.
 pub fn mkdir_all_in_root(root: RawFd, path: &Path, leaf: Leaf) -> Result<OwnedFd> {
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
     let rel = rel_in_root(path);
     if let Ok(fd) = open_in_root(root, &rel, libc::O_PATH, 0) {
         return Ok(fd);
     }
-    let comps: Vec<_> = rel.components().collect();
+    let mut todo: VecDeque<OsString> = rel.components().map(|c| c.as_os_str().to_owned()).collect();
     let mut cur = PathBuf::new();
-    for (i, c) in comps.iter().enumerate() {
-        let parent = cur.clone();
-        cur.push(c);
-        match open_in_root(root, &cur, libc::O_PATH, 0) {
-            Ok(_) => continue,
-            Err(Errno::ENOENT) => {}
-            Err(e) => return Err(e).ctx(|| format!("open {} in rootfs", cur.display())),
+    let mut links = 0;
+    while let Some(name) = todo.pop_front() {
+        if name == ".." {
+            cur.pop();
+            continue;
         }
-        let pfd = open_in_root(root, &parent, libc::O_PATH | libc::O_DIRECTORY, 0)
-            .ctx(|| format!("open {} in rootfs", parent.display()))?;
-        let name = c.as_os_str();
-        let last = i + 1 == comps.len();
-        if last && leaf == Leaf::File {
-            let fd = nix::fcntl::openat(
-                &pfd,
-                name,
-                nix::fcntl::OFlag::O_CREAT
-                    | nix::fcntl::OFlag::O_WRONLY
-                    | nix::fcntl::OFlag::O_CLOEXEC
-                    | nix::fcntl::OFlag::O_NOFOLLOW,
-                nix::sys::stat::Mode::from_bits_truncate(0o644),
-            );
-            match fd {
-                Ok(_) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(e).ctx(|| format!("create file {} in rootfs", cur.display())),
+        if name == "." || name.is_empty() {
+            continue;
+        }
+        let dir = open_in_root(root, &cur, libc::O_PATH | libc::O_DIRECTORY, 0)
+            .ctx(|| format!("open {} in rootfs", cur.display()))?;
+        match nix::fcntl::readlinkat(&dir, name.as_os_str()) {
+            Ok(target) => {
+                links += 1;
+                if links > 40 {
+                    return Err(Errno::ELOOP)
+                        .ctx(|| format!("resolve {} in rootfs", path.display()));
+                }
+                let t = PathBuf::from(target);
+                if t.is_absolute() {
+                    cur = PathBuf::new();
+                }
+                for c in t.components().rev() {
+                    match c {
+                        Component::Normal(n) => todo.push_front(n.to_owned()),
+                        Component::ParentDir => todo.push_front("..".into()),
+                        _ => {}
+                    }
+                }
+                continue;
             }
-        } else {
-            match nix::sys::stat::mkdirat(
-                &pfd,
-                name,
-                nix::sys::stat::Mode::from_bits_truncate(0o755),
-            ) {
-                Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(e).ctx(|| format!("mkdir {} in rootfs", cur.display())),
+            Err(Errno::EINVAL) => {}
+            Err(Errno::ENOENT) => {
+                let last = todo.is_empty();
+                let r = if last && leaf == Leaf::File {
+                    nix::fcntl::openat(
+                        &dir,
+                        name.as_os_str(),
+                        nix::fcntl::OFlag::O_CREAT
+                            | nix::fcntl::OFlag::O_WRONLY
+                            | nix::fcntl::OFlag::O_CLOEXEC
+                            | nix::fcntl::OFlag::O_NOFOLLOW,
+                        nix::sys::stat::Mode::from_bits_truncate(0o644),
+                    )
+                    .map(drop)
+                } else {
+                    nix::sys::stat::mkdirat(
+                        &dir,
+                        name.as_os_str(),
+                        nix::sys::stat::Mode::from_bits_truncate(0o755),
+                    )
+                };
+                match r {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => {
+                        return Err(e)
+                            .ctx(|| format!("create {} in rootfs", cur.join(&name).display()))
+                    }
+                }
+            }
+            Err(e) => {
+                return Err(e).ctx(|| format!("readlink {} in rootfs", cur.join(&name).display()))
             }
         }
+        cur.push(&name);
     }
-    open_in_root(root, &rel, libc::O_PATH, 0).ctx(|| format!("open {} in rootfs", rel.display()))
+    open_in_root(root, &cur, libc::O_PATH, 0).ctx(|| format!("open {} in rootfs", cur.display()))
 }
 
 /// The magic-link path through which a mount can target an fd.
