@@ -10,6 +10,7 @@ pub mod logs;
 pub mod manifest;
 pub mod output;
 pub mod podfiles;
+pub mod sandbox;
 pub mod spec;
 pub mod status;
 pub mod tabwriter;
