@@ -21,8 +21,10 @@ for b in "$krun" "$crun" "$runc" /usr/bin/time /bin/busybox; do
   [ -x "$b" ] || { echo "lifecycle.sh: $b missing (build with: cargo build --release -p krun-runtime)" >&2; exit 1; }
 done
 
-work=$(mktemp -d /tmp/krun-lifecycle.XXXXXX)
+# State roots on tmpfs (/run), where every runtime keeps them by default.
+work=$(mktemp -d /run/krun-lifecycle.XXXXXX)
 hugetlb_mounted=
+b=
 cleanup() {
   for rt in krun crun runc; do
     for d in "$work/state-$rt"/*/; do
@@ -34,12 +36,13 @@ cleanup() {
   if [ -n "$hugetlb_mounted" ]; then
     umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb || true
   fi
-  rm -rf "$work"
+  rm -rf "$work" "$b"
 }
 trap cleanup EXIT
 
+# One bundle (on disk, like an image's rootfs): busybox and runc's default config running /bin/true.
+b=$(mktemp -d /tmp/krun-lifecycle-bundle.XXXXXX)
 # One bundle: busybox rootfs and runc's default config running /bin/true.
-b=$work/bundle
 mkdir -p "$b/rootfs"/{bin,etc,tmp,proc,sys,dev,root}
 cp /bin/busybox "$b/rootfs/bin/busybox"
 ln -s busybox "$b/rootfs/bin/true"

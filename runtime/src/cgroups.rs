@@ -167,7 +167,7 @@ fn enable_hugetlb(unified: &str, rel: &str) -> Result<()> {
     Ok(())
 }
 
-/// Hands hugetlb back once no cgroup below the hybrid v2 root is left: while
+/// Hands hugetlb back once no cgroup below the hybrid v2 root has a limit: while
 /// enabled there, no v1 hugetlb hierarchy can be mounted (crun needs one).
 fn release_hugetlb(unified: &str) {
     let ctl = PathBuf::from(unified).join("cgroup.subtree_control");
@@ -177,8 +177,15 @@ fn release_hugetlb(unified: &str) {
     }
     let busy = fs::read_dir(unified)
         .map(|rd| {
-            rd.flatten()
-                .any(|e| e.path().join("hugetlb.2MB.max").exists())
+            rd.flatten().any(|e| {
+                fs::read_to_string(e.path().join("hugetlb.2MB.max"))
+                    // Unlimited reads "max" or a page-aligned i64::MAX.
+                    .is_ok_and(|v| {
+                        v.trim()
+                            .parse::<u64>()
+                            .is_ok_and(|n| n < (i64::MAX as u64) / 2)
+                    })
+            })
         })
         .unwrap_or(true);
     if !busy {

@@ -543,16 +543,17 @@ impl Init<'_> {
             nix::sys::stat::Mode::empty(),
         )
         .ctx(|| "open exec fifo")?;
-        nix::unistd::write(&w, b"0").ctx(|| "write exec fifo")?;
-        drop(w);
         drop(host_proc);
         hooks::run_all(
             "startContainer",
             hooks.and_then(|h| h.start_container().as_ref()),
             &self
                 .state_for_hooks
-                .hook_json_pid(Status::Running, host_pid),
+                .hook_json_pid(Status::Created, host_pid),
         )?;
+        // `start` reads this byte, then waits for EOF: the fifo is close-on-exec,
+        // so EOF means the process is running and poststart hooks may run.
+        nix::unistd::write(&w, b"0").ctx(|| "write exec fifo")?;
         finalize(
             process,
             filter.as_ref(),

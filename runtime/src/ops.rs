@@ -52,7 +52,10 @@ pub fn start_loaded(root: &Path, st: &State) -> Result<()> {
         if fifo_ev.contains(PollFlags::POLLIN) {
             let mut b = [0u8; 1];
             match nix::unistd::read(&f, &mut b) {
-                Ok(1) => break,
+                Ok(1) => {
+                    wait_exec(&f, &pidfd);
+                    break;
+                }
                 Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
                 Err(e) => return Err(e).ctx(|| format!("read {}", fifo.display())),
             }
@@ -75,6 +78,31 @@ pub fn start_loaded(root: &Path, st: &State) -> Result<()> {
         crate::log::warn(&e.to_string());
     }
     Ok(())
+}
+
+/// After the init's byte: wait until its end of the fifo closes (execve
+/// closed it, or the init died), so poststart hooks follow the process start.
+fn wait_exec(f: &std::os::fd::OwnedFd, pidfd: &std::os::fd::OwnedFd) {
+    loop {
+        let mut fds = [
+            PollFd::new(f.as_fd(), PollFlags::POLLIN),
+            PollFd::new(pidfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::from(10_000u16)) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+            return;
+        }
+        let mut b = [0u8; 1];
+        match nix::unistd::read(f, &mut b) {
+            Ok(0) => return,
+            Err(nix::errno::Errno::EAGAIN) => {}
+            _ => return,
+        }
+    }
 }
 
 /// Parses a signal given as a number, `KILL` or `SIGKILL`.

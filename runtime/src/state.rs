@@ -106,7 +106,9 @@ impl State {
             .map_err(|e| Error::invalid(format!("parse {}: {e}", path.display())))
     }
 
-    /// Writes the state atomically: temp file, fsync, rename.
+    /// Writes the state atomically: temp file, then rename. No fsync: the
+    /// state describes live processes and lives on tmpfs (/run) by default,
+    /// so it has nothing to survive a crash for.
     pub fn save(&self, root: &Path) -> Result<()> {
         let dir = container_dir(root, &self.id);
         let tmp = dir.join(".state.json.tmp");
@@ -122,7 +124,6 @@ impl State {
             .open(&tmp)
             .ctx(|| format!("create {}", tmp.display()))?;
         f.write_all(&data)
-            .and_then(|_| f.sync_all())
             .ctx(|| format!("write {}", tmp.display()))?;
         fs::rename(&tmp, &path).ctx(|| format!("rename {} to {}", tmp.display(), path.display()))
     }
