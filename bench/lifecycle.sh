@@ -53,7 +53,11 @@ grep -q '"/bin/true"' "$b/config.json" || { echo "lifecycle.sh: could not set ar
 
 if ! grep -q ' /sys/fs/cgroup/hugetlb cgroup ' /proc/mounts; then
   mkdir -p /sys/fs/cgroup/hugetlb
-  mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
+  if ! mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb 2>/dev/null; then
+    # Enabled on the v2 mount (a hugepage-limited container ran): hand it back first.
+    echo -hugetlb >/sys/fs/cgroup/unified/cgroup.subtree_control
+    mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
+  fi
   hugetlb_mounted=1
 fi
 

@@ -120,8 +120,12 @@ pub fn join(path: &str, pid: i32) -> Result<()> {
 fn set_resources(mgr: &mut FsManager, path: &str, res: &LinuxResources) -> Result<()> {
     let mut res = res.clone();
     if mgr.v2() {
-        // cgroups-rs has no eBPF device program for v2; device access is then
-        // governed by the nodes the runtime creates.
+        // v2 has no devices.allow: the rules become a BPF device program.
+        if res.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            let rules = default_device_rules(&res);
+            let dir = PathBuf::from(ROOT).join(path.trim_start_matches('/'));
+            crate::devfilter::attach(&dir, &rules)?;
+        }
         res.set_devices(None);
     } else if res.devices().as_ref().is_some_and(|d| !d.is_empty()) {
         res.set_devices(Some(default_device_rules(&res)));

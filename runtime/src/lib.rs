@@ -8,6 +8,7 @@ pub mod cgroupfs;
 pub mod cgroups;
 pub mod console;
 pub mod create;
+pub mod devfilter;
 pub mod devices;
 pub mod error;
 pub mod exec;
