@@ -8,9 +8,14 @@ pub mod identity;
 pub mod lifecycle;
 pub mod logs;
 pub mod manifest;
+pub mod oci_runtime;
 pub mod output;
 pub mod podfiles;
 pub mod sandbox;
 pub mod spec;
 pub mod status;
 pub mod tabwriter;
+
+/// The OCI types the spec and runtime APIs take, re-exported so callers
+/// use the same version.
+pub use oci_spec;

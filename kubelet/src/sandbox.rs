@@ -147,20 +147,14 @@ fn ns_path(dir: &Path, kind: Kind) -> PathBuf {
     dir.join("ns").join(kind.name())
 }
 
-/// The pod's hostname as the kubelet chooses it: spec.hostname or the pod
-/// name, cut to 63 characters without a trailing '-' or '.'.
+/// The pod's hostname as the kubelet chooses it (spec.hostname or the pod
+/// name cut to 63 characters, see [`crate::podfiles::hostname_and_domain`]).
 pub fn pod_hostname(pod: &Pod) -> Result<String> {
-    let name = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.hostname.clone())
-        .filter(|h| !h.is_empty())
-        .or_else(|| pod.metadata.name.clone())
-        .ok_or_else(|| SandboxError::Invalid("the pod has no metadata.name".into()))?;
-    if name.len() <= 63 {
-        return Ok(name);
+    let (name, _) = crate::podfiles::hostname_and_domain(pod);
+    if name.is_empty() {
+        return Err(SandboxError::Invalid("the pod has no metadata.name".into()));
     }
-    Ok(name[..63].trim_end_matches(['-', '.']).to_string())
+    Ok(name)
 }
 
 /// The pod's hostPorts (containers' ports with a hostPort), as netplug
