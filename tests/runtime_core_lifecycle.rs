@@ -119,3 +119,75 @@ fn missing_executable_fails_create() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/bin/nope"));
     assert!(!b.root().join(&id).exists());
 }
+
+#[test]
+fn exec_pause_resume_update() {
+    if !common::require_root("exec_pause_resume_update") {
+        return;
+    }
+    let b = Bundle::new("krt-exec", &["sleep", "100"]);
+    let id = common::unique("exec");
+    let st = b
+        .rt()
+        .args(["run", "-d", &id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(state(&b, &id)["status"], "running");
+    // exec with args, user and env; its exit code comes back.
+    let out = common::run(b.rt().args([
+        "exec",
+        "--user",
+        "1000:1000",
+        "--env",
+        "KRT=yes",
+        &id,
+        "sh",
+        "-c",
+        "echo $(id -u) $KRT; exit 4",
+    ]));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1000 yes");
+    // exec --process with a process.json.
+    let pj = b.dir.join("process.json");
+    std::fs::write(
+        &pj,
+        serde_json::to_vec(
+            &json!({"args": ["cat", "/etc/passwd"], "cwd": "/", "user": {"uid": 0, "gid": 0}}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let out = common::run_ok(b.rt().args(["exec", "--process"]).arg(&pj).arg(&id));
+    assert!(out.starts_with("root:x:0:0"));
+    common::run_ok(b.rt().args(["pause", &id]));
+    assert_eq!(state(&b, &id)["status"], "paused");
+    common::run_ok(b.rt().args(["resume", &id]));
+    assert_eq!(state(&b, &id)["status"], "running");
+    common::run_ok(
+        b.rt()
+            .args(["update", "--memory", "64m", "--pids-limit", "42", &id]),
+    );
+    let pids = std::fs::read_to_string(Path::new("/sys/fs/cgroup/pids").join(&id).join("pids.max"))
+        .or_else(|_| {
+            std::fs::read_to_string(Path::new("/sys/fs/cgroup").join(&id).join("pids.max"))
+        })
+        .unwrap();
+    assert_eq!(pids.trim(), "42");
+    let ps: Vec<i64> = serde_json::from_str(&common::run_ok(
+        b.rt().args(["ps", "--format", "json", &id]),
+    ))
+    .unwrap();
+    assert_eq!(ps.len(), 1);
+    common::run_ok(b.rt().args(["delete", "--force", &id]));
+    assert!(!b.root().join(&id).exists());
+    assert!(!cgroup_exists(&id));
+}
