@@ -5,6 +5,8 @@
 mod common;
 mod netplug_util;
 
+use krun_kubelet::log_pump::{self, Fifos};
+use krun_kubelet::logs::{read_log, LogWriter, ReadOptions, Rotation, Stream};
 use krun_kubelet::manifest::{parse_str, Object};
 use krun_kubelet::oci_runtime::{self, ContainerStdio, Exit, OciRuntime};
 use krun_kubelet::sandbox;
@@ -50,10 +52,22 @@ fn busybox_rootfs(dir: &Path) {
     std::fs::write(dir.join("etc/group"), "root:x:0:\n").unwrap();
 }
 
-fn wait_for(path: &Path, needle: &str) -> String {
+/// One stream's lines of a CRI log file, each ended by a newline.
+fn stream_text(log: &Path, stream: Stream) -> String {
+    let Ok((lines, _)) = read_log(log, ReadOptions::default()) else {
+        return String::new();
+    };
+    lines
+        .iter()
+        .filter(|l| l.stream == stream)
+        .map(|l| format!("{}\n", String::from_utf8_lossy(&l.content)))
+        .collect()
+}
+
+fn wait_for(log: &Path, stream: Stream, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let text = stream_text(log, stream);
         if text.contains(needle) || Instant::now() > deadline {
             return text;
         }
@@ -145,16 +159,20 @@ fn run_in_sandbox(runtime: PathBuf, tag: &str) {
 
     let bundle = base.join("bundle");
     oci_runtime::write_bundle(&bundle, &built.spec, &rootfs).unwrap();
-    let out_path = base.join("stdout");
-    let err_path = base.join("stderr");
+    // stdout and stderr through FIFOs and the pump into the CRI log
+    let fifos = Fifos::new(&base, "c");
+    fifos.create().unwrap();
+    let (readers, writers) = fifos.open().unwrap();
+    let log = base.join("logs/c/0.log");
+    let pump = log_pump::spawn(readers, LogWriter::open(&log, Rotation::default()).unwrap());
     let created = rt
         .create(
             &id,
             &bundle,
             ContainerStdio {
                 stdin: None,
-                stdout: Some(std::fs::File::create(&out_path).unwrap()),
-                stderr: Some(std::fs::File::create(&err_path).unwrap()),
+                stdout: Some(writers.stdout),
+                stderr: Some(writers.stderr),
             },
         )
         .expect("create");
@@ -163,7 +181,7 @@ fn run_in_sandbox(runtime: PathBuf, tag: &str) {
     assert_eq!(st.bundle, bundle);
     rt.start(&id).expect("start");
 
-    let out = wait_for(&out_path, "ready");
+    let out = wait_for(&log, Stream::Stdout, "ready");
     let mut lines = out.lines();
     assert_eq!(lines.next(), Some(name.as_str()), "hostname: {out}");
     let cidr = format!("inet {ip}/{}", t.net.cfg.subnet.prefix);
@@ -176,7 +194,7 @@ fn run_in_sandbox(runtime: PathBuf, tag: &str) {
         out.contains(mac.as_str()),
         "not the sandbox's eth0 ({mac}): {out}"
     );
-    assert_eq!(wait_for(&err_path, "err-line"), "err-line\n");
+    assert_eq!(wait_for(&log, Stream::Stderr, "err-line"), "err-line\n");
     assert_eq!(rt.state(&id).unwrap().status, "running");
 
     // SIGTERM: the trap runs and its exit code comes back through the pidfd
@@ -187,7 +205,14 @@ fn run_in_sandbox(runtime: PathBuf, tag: &str) {
     rt.kill(&id, libc::SIGTERM, false).expect("kill");
     let exit = oci_runtime::wait_exit(&created.pidfd, Some(Duration::from_secs(20))).unwrap();
     assert_eq!(exit, Some(Exit::Code(7)));
-    assert!(wait_for(&out_path, "got-term").ends_with("got-term\n"));
+    // the pump ends once the container's streams close, all lines logged
+    pump.join().unwrap().expect("log pump");
+    assert!(stream_text(&log, Stream::Stdout).ends_with("ready\ngot-term\n"));
+    let raw = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        raw.lines().any(|l| l.ends_with(" stderr F err-line")),
+        "{raw}"
+    );
     assert_eq!(rt.state(&id).unwrap().status, "stopped");
 
     // delete: no state, no cgroup, no process

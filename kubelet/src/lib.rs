@@ -6,6 +6,7 @@ pub mod describe;
 pub mod events;
 pub mod identity;
 pub mod lifecycle;
+pub mod log_pump;
 pub mod logs;
 pub mod manifest;
 pub mod oci_runtime;
