@@ -91,7 +91,9 @@ pub fn auth_file() -> PathBuf {
     if let Some(d) = std::env::var_os("DOCKER_CONFIG") {
         return PathBuf::from(d).join("config.json");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
     home.join(".docker/config.json")
 }
 
@@ -136,7 +138,9 @@ pub fn credentials(conf: &RegistriesConf, registry: &str) -> Result<Option<Crede
         return Ok(None);
     };
     for key in auth_keys(registry) {
-        let Some(entry) = auths.get(&key) else { continue };
+        let Some(entry) = auths.get(&key) else {
+            continue;
+        };
         if let Some(a) = entry.get("auth").and_then(|a| a.as_str()) {
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(a.trim())
@@ -199,7 +203,8 @@ pub fn store_credentials(registry: &str, creds: Option<&Credentials>) -> Result<
         auths.remove(k);
     }
     if let Some(c) = creds {
-        let enc = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.username, c.password));
+        let enc = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", c.username, c.password));
         auths.insert(keys[0].clone(), serde_json::json!({ "auth": enc }));
     }
     let data = serde_json::to_vec_pretty(&v).map_err(|e| Error::Config {
@@ -220,8 +225,10 @@ pub fn store_credentials(registry: &str, creds: Option<&Credentials>) -> Result<
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| Error::io("writing credentials", &tmp, e))?;
-        f.write_all(&data).map_err(|e| Error::io("writing credentials", &tmp, e))?;
-        f.sync_all().map_err(|e| Error::io("syncing credentials", &tmp, e))?;
+        f.write_all(&data)
+            .map_err(|e| Error::io("writing credentials", &tmp, e))?;
+        f.sync_all()
+            .map_err(|e| Error::io("syncing credentials", &tmp, e))?;
     }
     std::fs::rename(&tmp, &path).map_err(|e| Error::io("writing credentials", &path, e))?;
     Ok(path)

@@ -31,7 +31,9 @@ pub enum Error {
     #[error("layer {layer}: {reason}")]
     Layer { layer: String, reason: String },
 
-    #[error("{what} {digest}: content does not match its digest (got {actual}); nothing was stored")]
+    #[error(
+        "{what} {digest}: content does not match its digest (got {actual}); nothing was stored"
+    )]
     DigestMismatch {
         what: &'static str,
         digest: String,

@@ -8,11 +8,11 @@ pub mod unpack;
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub mod config;
+pub mod pull;
 pub mod reference;
 pub mod registry;
-pub mod store;
-pub mod pull;
 pub mod rootfs;
+pub mod store;
 
 pub use pull::{ensure, pull, LayerState, NoProgress, Platform, Progress, PullOptions, PullPolicy};
 pub use reference::ImageRef;

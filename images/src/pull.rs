@@ -46,7 +46,11 @@ impl Platform {
     /// Parses `os/arch[/variant]` (`linux/arm64`, `linux/arm/v7`).
     pub fn parse(s: &str) -> Result<Platform> {
         let parts: Vec<&str> = s.split('/').collect();
-        let ok = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let ok = |p: &str| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
         if !(2..=3).contains(&parts.len()) || !parts.iter().all(|p| ok(p)) {
             return Err(Error::Reference {
                 reference: s.to_string(),
@@ -188,7 +192,10 @@ struct RootFsJson {
 fn is_index(m: &ManifestJson) -> bool {
     matches!(
         m.media_type.as_deref(),
-        Some("application/vnd.oci.image.index.v1+json" | "application/vnd.docker.distribution.manifest.list.v2+json")
+        Some(
+            "application/vnd.oci.image.index.v1+json"
+                | "application/vnd.docker.distribution.manifest.list.v2+json"
+        )
     ) || (m.media_type.is_none() && m.manifests.is_some() && m.layers.is_none())
 }
 
@@ -201,13 +208,12 @@ fn compression_of(media_type: &str, image: &ImageRef, digest: &str) -> Result<Co
         return Err(refuse("foreign (non-distributable) layers are refused"));
     }
     match media_type {
-        "application/vnd.oci.image.layer.v1.tar" | "application/vnd.docker.image.rootfs.diff.tar" => Ok(Compression::None),
-        "application/vnd.oci.image.layer.v1.tar+gzip" | "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
-            Ok(Compression::Gzip)
-        }
-        "application/vnd.oci.image.layer.v1.tar+zstd" | "application/vnd.docker.image.rootfs.diff.tar.zstd" => {
-            Ok(Compression::Zstd)
-        }
+        "application/vnd.oci.image.layer.v1.tar"
+        | "application/vnd.docker.image.rootfs.diff.tar" => Ok(Compression::None),
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+        | "application/vnd.docker.image.rootfs.diff.tar.gzip" => Ok(Compression::Gzip),
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+        | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Ok(Compression::Zstd),
         _ => Err(refuse("not a layer type krun knows")),
     }
 }
@@ -220,14 +226,21 @@ fn parse_json<'a, T: Deserialize<'a>>(data: &'a [u8], what: &str, image: &ImageR
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Layer {
-        layer: "-".into(),
-        reason: format!("worker task failed: {e}"),
-    })?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Layer {
+            layer: "-".into(),
+            reason: format!("worker task failed: {e}"),
+        })?
 }
 
 /// Pulls `reference` into the store and returns its record.
-pub async fn pull(store: &Store, reference: &str, opts: &PullOptions, progress: Arc<dyn Progress>) -> Result<ImageRecord> {
+pub async fn pull(
+    store: &Store,
+    reference: &str,
+    opts: &PullOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<ImageRecord> {
     let image = ImageRef::parse(reference)?;
     let st = store.clone();
     let _shared = blocking(move || st.lock_shared()).await?;
@@ -264,7 +277,10 @@ pub async fn pull(store: &Store, reference: &str, opts: &PullOptions, progress: 
                 .collect();
             Error::Image {
                 reference: image.to_string(),
-                reason: format!("no manifest for platform {platform} (the index has: {})", have.join(", ")),
+                reason: format!(
+                    "no manifest for platform {platform} (the index has: {})",
+                    have.join(", ")
+                ),
             }
         })?;
         let d = Digest::parse(&chosen.digest)?;
@@ -343,7 +359,10 @@ pub async fn pull(store: &Store, reference: &str, opts: &PullOptions, progress: 
     progress.resolved(
         &image,
         &top_digest,
-        &plan.iter().map(|l| (l.digest.clone(), l.size)).collect::<Vec<_>>(),
+        &plan
+            .iter()
+            .map(|l| (l.digest.clone(), l.size))
+            .collect::<Vec<_>>(),
     );
 
     let session = Arc::new(session);
@@ -403,7 +422,9 @@ pub async fn pull(store: &Store, reference: &str, opts: &PullOptions, progress: 
         layers: plan,
         created: config.created,
         os: config.os.unwrap_or_else(|| platform.os.clone()),
-        architecture: config.architecture.unwrap_or_else(|| platform.architecture.clone()),
+        architecture: config
+            .architecture
+            .unwrap_or_else(|| platform.architecture.clone()),
         variant: config.variant,
         pulled_at: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -414,7 +435,10 @@ pub async fn pull(store: &Store, reference: &str, opts: &PullOptions, progress: 
     Ok(rec)
 }
 
-fn choose_platform<'a>(entries: &'a [DescriptorJson], want: &Platform) -> Option<&'a DescriptorJson> {
+fn choose_platform<'a>(
+    entries: &'a [DescriptorJson],
+    want: &Platform,
+) -> Option<&'a DescriptorJson> {
     let matching = |e: &&DescriptorJson| {
         e.platform
             .as_ref()
@@ -460,19 +484,17 @@ struct LayerSink {
 }
 
 impl AsyncSink for LayerSink {
-    fn chunk(&mut self, b: Bytes) -> impl std::future::Future<Output = Result<()>> + Send {
-        async move {
-            self.writer.write(&b)?;
-            self.progress.bytes(self.index, b.len() as u64);
-            if let Some(tx) = &self.tx {
-                // A gone unpacker has failed; keep downloading so the digest
-                // check can still say whether the blob itself was bad.
-                if tx.send(Ok(b)).await.is_err() {
-                    self.tx = None;
-                }
+    async fn chunk(&mut self, b: Bytes) -> Result<()> {
+        self.writer.write(&b)?;
+        self.progress.bytes(self.index, b.len() as u64);
+        if let Some(tx) = &self.tx {
+            // A gone unpacker has failed; keep downloading so the digest
+            // check can still say whether the blob itself was bad.
+            if tx.send(Ok(b)).await.is_err() {
+                self.tx = None;
             }
-            Ok(())
         }
+        Ok(())
     }
 }
 
@@ -548,7 +570,8 @@ impl LayerJob {
             let progress = self.progress.clone();
             let size = self.layer.size;
             let unpacked = blocking(move || {
-                let f = std::fs::File::open(&path).map_err(|e| Error::io("reading blob", &path, e))?;
+                let f =
+                    std::fs::File::open(&path).map_err(|e| Error::io("reading blob", &path, e))?;
                 progress.bytes(i, size);
                 unpack_layer(f, compression, &dest, &limits, &label)
             })
@@ -557,7 +580,16 @@ impl LayerJob {
         }
 
         let unpacker = tokio::task::spawn_blocking(move || {
-            unpack_layer(ChannelRead { rx, cur: Bytes::new() }, compression, &dest, &limits, &label)
+            unpack_layer(
+                ChannelRead {
+                    rx,
+                    cur: Bytes::new(),
+                },
+                compression,
+                &dest,
+                &limits,
+                &label,
+            )
         });
         let st = self.store.clone();
         let d = digest.clone();

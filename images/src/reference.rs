@@ -37,15 +37,21 @@ impl ImageRef {
         if let Some(t) = tag {
             let ok = !t.is_empty()
                 && t.len() <= 128
-                && t.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-                && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+                && t.bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
             if !ok {
                 return Err(bad("tag must be [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"));
             }
         }
         let (registry, path) = match name.split_once('/') {
             Some((first, rest))
-                if first.contains('.') || first.contains(':') || first == "localhost" || first.chars().any(|c| c.is_ascii_uppercase()) =>
+                if first.contains('.')
+                    || first.contains(':')
+                    || first == "localhost"
+                    || first.chars().any(|c| c.is_ascii_uppercase()) =>
             {
                 (first.to_string(), rest.to_string())
             }
@@ -56,7 +62,10 @@ impl ImageRef {
         } else {
             registry
         };
-        if !registry.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')) {
+        if !registry
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+        {
             return Err(bad("registry host has invalid characters"));
         }
         let path = if registry == DOCKER_HUB && !path.contains('/') {
@@ -66,9 +75,17 @@ impl ImageRef {
         };
         for comp in path.split('/') {
             let ok = !comp.is_empty()
-                && comp.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'))
-                && comp.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-                && comp.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+                && comp
+                    .bytes()
+                    .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'))
+                && comp
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_alphanumeric())
+                && comp
+                    .bytes()
+                    .last()
+                    .is_some_and(|b| b.is_ascii_alphanumeric());
             if !ok {
                 return Err(bad("repository must be lowercase [a-z0-9] components separated by '/', '.', '_' or '-'"));
             }
@@ -106,9 +123,11 @@ impl ImageRef {
                 self.repository.clone(),
                 d.to_string(),
             ),
-            (Some(t), None) => {
-                oci_client::Reference::with_tag(registry.to_string(), self.repository.clone(), t.clone())
-            }
+            (Some(t), None) => oci_client::Reference::with_tag(
+                registry.to_string(),
+                self.repository.clone(),
+                t.clone(),
+            ),
             (None, None) => oci_client::Reference::with_tag(
                 registry.to_string(),
                 self.repository.clone(),
@@ -169,8 +188,14 @@ mod tests {
             ("busybox", "docker.io/library/busybox:latest"),
             ("busybox:1.36", "docker.io/library/busybox:1.36"),
             ("user/app", "docker.io/user/app:latest"),
-            ("index.docker.io/library/busybox", "docker.io/library/busybox:latest"),
-            ("127.0.0.1:5000/library/busybox", "127.0.0.1:5000/library/busybox:latest"),
+            (
+                "index.docker.io/library/busybox",
+                "docker.io/library/busybox:latest",
+            ),
+            (
+                "127.0.0.1:5000/library/busybox",
+                "127.0.0.1:5000/library/busybox:latest",
+            ),
             ("localhost/x/y:v1", "localhost/x/y:v1"),
             ("ghcr.io/a/b-c.d_e:1.0-rc", "ghcr.io/a/b-c.d_e:1.0-rc"),
         ];
@@ -188,7 +213,15 @@ mod tests {
 
     #[test]
     fn refuses_bad_references() {
-        for bad in ["", "Busybox", "busybox:", "a//b", "busybox@sha256:xyz", "x/../y", "busybox:-x"] {
+        for bad in [
+            "",
+            "Busybox",
+            "busybox:",
+            "a//b",
+            "busybox@sha256:xyz",
+            "x/../y",
+            "busybox:-x",
+        ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad} accepted");
         }
     }

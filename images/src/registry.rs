@@ -6,7 +6,9 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::reference::{is_loopback, ImageRef};
 use futures_util::StreamExt;
-use oci_client::client::{BlobResponse, Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::client::{
+    BlobResponse, Certificate, CertificateEncoding, ClientConfig, ClientProtocol,
+};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
@@ -20,6 +22,18 @@ pub const ACCEPTED_MANIFESTS: &[&str] = &[
 ];
 
 const ATTEMPTS: u32 = 5;
+
+/// `krun/<version> (pid N)`: registry logs can tell pulls apart.
+fn user_agent() -> &'static str {
+    static UA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    UA.get_or_init(|| {
+        format!(
+            "krun/{} (pid {})",
+            env!("CARGO_PKG_VERSION"),
+            std::process::id()
+        )
+    })
+}
 
 /// A connection to the registry (or mirror) that serves one image.
 pub struct Session {
@@ -54,7 +68,10 @@ async fn speaks_plain_http(registry: &str) -> bool {
 impl Session {
     /// Connects for `image`: its mirrors first (in order), then the registry
     /// itself; returns with the manifest the first of them served.
-    pub async fn open(image: &ImageRef, conf: &RegistriesConf) -> Result<(Session, Vec<u8>, Digest)> {
+    pub async fn open(
+        image: &ImageRef,
+        conf: &RegistriesConf,
+    ) -> Result<(Session, Vec<u8>, Digest)> {
         let rconf = conf.get(&image.registry);
         let mut sources: Vec<String> = rconf.map(|r| r.mirrors.clone()).unwrap_or_default();
         sources.push(image.registry.clone());
@@ -91,7 +108,8 @@ impl Session {
         let mut certs = Vec::new();
         for r in [conf.get(source), rconf].into_iter().flatten() {
             for p in &r.ca {
-                let data = std::fs::read(p).map_err(|e| Error::io("reading CA certificate", p, e))?;
+                let data =
+                    std::fs::read(p).map_err(|e| Error::io("reading CA certificate", p, e))?;
                 certs.push(Certificate {
                     encoding: CertificateEncoding::Pem,
                     data,
@@ -100,6 +118,7 @@ impl Session {
         }
         let config = ClientConfig {
             protocol,
+            user_agent: user_agent(),
             extra_root_certificates: certs,
             connect_timeout: Some(Duration::from_secs(15)),
             read_timeout: Some(Duration::from_secs(60)),
@@ -111,13 +130,8 @@ impl Session {
             reference: image.to_string(),
             reason: format!("setting up the HTTP client: {e}"),
         })?;
-        // Mirrors use their own credentials; the registry's otherwise.
-        let creds = match credentials(conf, source)? {
-            Some(c) => Some(c),
-            None if source == image.registry => None,
-            None => None,
-        };
-        let auth = match creds {
+        // Each source (mirror or registry) uses its own credentials.
+        let auth = match credentials(conf, source)? {
             Some(c) => RegistryAuth::Basic(c.username, c.password),
             None => RegistryAuth::Anonymous,
         };
@@ -149,10 +163,14 @@ impl Session {
     pub async fn manifest(&self, image: &ImageRef) -> Result<(Vec<u8>, Digest)> {
         let r = self.oci_ref(image);
         let (bytes, digest) = self
-            .retry(|| self.client.pull_manifest_raw(&r, &self.auth, ACCEPTED_MANIFESTS))
+            .retry(|| {
+                self.client
+                    .pull_manifest_raw(&r, &self.auth, ACCEPTED_MANIFESTS)
+            })
             .await?;
         let actual = Digest::of(&bytes);
-        let claimed = Digest::parse(&digest).map_err(|e| self.error(format!("manifest digest: {e}")))?;
+        let claimed =
+            Digest::parse(&digest).map_err(|e| self.error(format!("manifest digest: {e}")))?;
         if actual != claimed {
             return Err(Error::DigestMismatch {
                 what: "manifest",
@@ -177,7 +195,13 @@ impl Session {
 
     /// Streams a blob from byte `offset`, resuming after interruptions with
     /// Range requests. `sink` gets every byte once, in order.
-    pub async fn stream_blob<F>(&self, digest: &Digest, size: u64, offset: u64, sink: &mut F) -> Result<()>
+    pub async fn stream_blob<F>(
+        &self,
+        digest: &Digest,
+        size: u64,
+        offset: u64,
+        sink: &mut F,
+    ) -> Result<()>
     where
         F: AsyncSink,
     {
@@ -189,11 +213,16 @@ impl Session {
             .store_auth_if_needed(r.resolve_registry(), &self.auth)
             .await;
         loop {
-            let resp = if have == 0 {
-                self.client.pull_blob_stream(&r, &desc).await.map(BlobResponse::Full)
-            } else {
-                self.client.pull_blob_stream_partial(&r, &desc, have, None).await
-            };
+            if size > 0 && have >= size {
+                // All there (a pull killed after the last byte): just verify.
+                return Ok(());
+            }
+            // Always a Range request: oci-client then leaves verification to
+            // us, so a bad blob is one digest error, not a stream error.
+            let resp = self
+                .client
+                .pull_blob_stream_partial(&r, &desc, have, None)
+                .await;
             let (mut stream, mut skip) = match resp {
                 Ok(BlobResponse::Partial(s)) => (s, 0),
                 // The registry ignored the Range: skip what we already have.
@@ -286,17 +315,28 @@ impl Session {
             OciDistributionError::AuthenticationFailure(m) => {
                 format!("authentication failed: {} {hint}", one_line(&m))
             }
-            OciDistributionError::ImageManifestNotFoundError(m) => format!("404 not found: {}", one_line(&m)),
+            OciDistributionError::ImageManifestNotFoundError(m) => {
+                format!("404 not found: {}", one_line(&m))
+            }
             OciDistributionError::RegistryError { envelope, .. } => {
                 let first = envelope.errors.first();
                 let msg = first.map(|x| x.message.clone()).unwrap_or_default();
                 match first.map(|x| &x.code) {
-                    Some(OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::BlobUnknown | OciErrorCode::NotFound) => {
+                    Some(
+                        OciErrorCode::ManifestUnknown
+                        | OciErrorCode::NameUnknown
+                        | OciErrorCode::BlobUnknown
+                        | OciErrorCode::NotFound,
+                    ) => {
                         format!("404 not found: {}", one_line(&msg))
                     }
-                    Some(OciErrorCode::Unauthorized) => format!("401 Unauthorized: {} {hint}", one_line(&msg)),
+                    Some(OciErrorCode::Unauthorized) => {
+                        format!("401 Unauthorized: {} {hint}", one_line(&msg))
+                    }
                     Some(OciErrorCode::Denied) => format!("403 denied: {} {hint}", one_line(&msg)),
-                    Some(OciErrorCode::Toomanyrequests) => format!("429 too many requests: {}", one_line(&msg)),
+                    Some(OciErrorCode::Toomanyrequests) => {
+                        format!("429 too many requests: {}", one_line(&msg))
+                    }
                     Some(c) => format!("{c:?}: {}", one_line(&msg)),
                     None => "registry error without details".into(),
                 }
@@ -345,7 +385,15 @@ fn descriptor(digest: &Digest, size: u64) -> OciDescriptor {
 fn one_line(s: &str) -> String {
     let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if s.len() > 300 {
-        format!("{}…", &s[..s.char_indices().take_while(|(i, _)| *i < 300).last().map(|(i, _)| i).unwrap_or(0)])
+        format!(
+            "{}…",
+            &s[..s
+                .char_indices()
+                .take_while(|(i, _)| *i < 300)
+                .last()
+                .map(|(i, _)| i)
+                .unwrap_or(0)]
+        )
     } else {
         s
     }
@@ -353,7 +401,9 @@ fn one_line(s: &str) -> String {
 
 fn retryable(e: &OciDistributionError) -> bool {
     match e {
-        OciDistributionError::RequestError(r) => r.is_timeout() || r.is_connect() || r.is_body() || r.is_request(),
+        OciDistributionError::RequestError(r) => {
+            r.is_timeout() || r.is_connect() || r.is_body() || r.is_request()
+        }
         OciDistributionError::ServerError { code, .. } => *code == 429 || *code >= 500,
         OciDistributionError::RegistryError { envelope, .. } => envelope
             .errors
@@ -367,4 +417,106 @@ fn retryable(e: &OciDistributionError) -> bool {
 async fn backoff(attempt: u32) {
     let ms = 200u64 << attempt.min(5);
     tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// Checks `creds` against `registry` the way `docker login` does: GET /v2/
+/// with basic auth, or a token request to the bearer realm it names.
+pub async fn check_login(
+    registry: &str,
+    creds: &crate::config::Credentials,
+    conf: &RegistriesConf,
+) -> Result<()> {
+    let err = |reason: String| Error::Registry {
+        registry: registry.to_string(),
+        reference: "login".into(),
+        reason,
+    };
+    let rconf = conf.get(registry);
+    let insecure = rconf.is_some_and(|r| r.insecure);
+    let plain = (insecure || is_loopback(registry)) && speaks_plain_http(registry).await;
+    let host = if registry == crate::reference::DOCKER_HUB {
+        "registry-1.docker.io"
+    } else {
+        registry
+    };
+    let base = format!("{}://{host}/v2/", if plain { "http" } else { "https" });
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(15))
+        .timeout(Duration::from_secs(60));
+    let mut certs = Vec::new();
+    for p in rconf.map(|r| r.ca.clone()).unwrap_or_default() {
+        let data = std::fs::read(&p).map_err(|e| Error::io("reading CA certificate", &p, e))?;
+        certs.push(
+            reqwest::Certificate::from_pem(&data)
+                .map_err(|e| err(format!("CA certificate {}: {e}", p.display())))?,
+        );
+    }
+    b = b.tls_certs_merge(certs);
+    let client = b
+        .build()
+        .map_err(|e| err(format!("setting up the HTTP client: {e}")))?;
+    let reach = |e: reqwest::Error| {
+        let mut s = format!("cannot reach the registry: {e}");
+        let mut src = std::error::Error::source(&e);
+        while let Some(x) = src {
+            s.push_str(&format!(": {x}"));
+            src = x.source();
+        }
+        err(s)
+    };
+    let resp = client.get(&base).send().await.map_err(reach)?;
+    if resp.status().is_success() {
+        return Ok(());
+    }
+    if resp.status() != reqwest::StatusCode::UNAUTHORIZED {
+        return Err(err(format!(
+            "unexpected status {} from /v2/",
+            resp.status()
+        )));
+    }
+    let challenge = resp
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let resp = if challenge.to_ascii_lowercase().starts_with("bearer") {
+        let param = |k: &str| {
+            challenge
+                .split([',', ' '])
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(key, _)| key.trim() == k)
+                .map(|(_, v)| v.trim().trim_matches('"').to_string())
+        };
+        let realm = param("realm").ok_or_else(|| err("bearer challenge without a realm".into()))?;
+        let mut q = vec![("account", creds.username.clone())];
+        if let Some(s) = param("service") {
+            q.push(("service", s));
+        }
+        let url = reqwest::Url::parse_with_params(&realm, &q)
+            .map_err(|e| err(format!("token realm {realm}: {e}")))?;
+        client
+            .get(url)
+            .basic_auth(&creds.username, Some(&creds.password))
+            .send()
+            .await
+            .map_err(reach)?
+    } else {
+        client
+            .get(&base)
+            .basic_auth(&creds.username, Some(&creds.password))
+            .send()
+            .await
+            .map_err(reach)?
+    };
+    match resp.status() {
+        s if s.is_success() => Ok(()),
+        reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN => Err(err(format!(
+            "{}: username or password rejected",
+            resp.status()
+        ))),
+        s => Err(err(format!(
+            "unexpected status {s} while checking credentials"
+        ))),
+    }
 }

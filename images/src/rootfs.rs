@@ -44,14 +44,23 @@ fn cpath(p: &Path) -> Result<CString> {
 /// Mounts the root of container `id` on `target`: the image's layers
 /// (top-most first) under `<state_dir>/upper`. Records a lease so prune
 /// keeps the layers while the container exists.
-pub fn mount(store: &Store, image: &ImageRecord, id: &str, state_dir: &Path, target: &Path) -> Result<()> {
+pub fn mount(
+    store: &Store,
+    image: &ImageRecord,
+    id: &str,
+    state_dir: &Path,
+    target: &Path,
+) -> Result<()> {
     let mut lowers = Vec::new();
     for l in image.layers.iter().rev() {
         let p = store.layer_path(&l.chain_id);
         if !p.is_dir() {
             return Err(Error::Mount {
                 target: target.to_path_buf(),
-                reason: format!("layer {} of {} is missing from the store (pull again)", l.digest, image.reference),
+                reason: format!(
+                    "layer {} of {} is missing from the store (pull again)",
+                    l.digest, image.reference
+                ),
             });
         }
         lowers.push(p);
@@ -99,7 +108,12 @@ pub fn unmount(store: &Store, id: &str, state_dir: &Path, target: &Path) -> Resu
 pub fn mount_overlay(lowers: &[PathBuf], dirs: &RootfsDirs, target: &Path) -> Result<()> {
     match mount_fsconfig(lowers, dirs, target) {
         Ok(()) => Ok(()),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)) => {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOSYS) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)
+            ) =>
+        {
             tracing::info!(error = %e, "fsconfig lowerdir+ unavailable, using mount(2)");
             mount_legacy(lowers, dirs, target)
         }
@@ -139,10 +153,22 @@ fn mount_fsconfig(lowers: &[PathBuf], dirs: &RootfsDirs, target: &Path) -> std::
     let fs = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     set(&fs, c"source", &CString::new("krun").map_err(bad)?)?;
     for l in lowers {
-        set(&fs, c"lowerdir+", &CString::new(l.as_os_str().as_bytes()).map_err(bad)?)?;
+        set(
+            &fs,
+            c"lowerdir+",
+            &CString::new(l.as_os_str().as_bytes()).map_err(bad)?,
+        )?;
     }
-    set(&fs, c"upperdir", &CString::new(dirs.upper.as_os_str().as_bytes()).map_err(bad)?)?;
-    set(&fs, c"workdir", &CString::new(dirs.work.as_os_str().as_bytes()).map_err(bad)?)?;
+    set(
+        &fs,
+        c"upperdir",
+        &CString::new(dirs.upper.as_os_str().as_bytes()).map_err(bad)?,
+    )?;
+    set(
+        &fs,
+        c"workdir",
+        &CString::new(dirs.work.as_os_str().as_bytes()).map_err(bad)?,
+    )?;
     // SAFETY: fsconfig command without key/value.
     if unsafe {
         libc::syscall(
@@ -162,7 +188,10 @@ fn mount_fsconfig(lowers: &[PathBuf], dirs: &RootfsDirs, target: &Path) -> std::
     // SAFETY: fsmount on a created context.
     let m = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) };
     if m < 0 {
-        return Err(std::io::Error::other(format!("fsmount: {}", std::io::Error::last_os_error())));
+        return Err(std::io::Error::other(format!(
+            "fsmount: {}",
+            std::io::Error::last_os_error()
+        )));
     }
     // SAFETY: a new fd owned here.
     let mnt = unsafe { OwnedFd::from_raw_fd(m as i32) };
@@ -179,18 +208,27 @@ fn mount_fsconfig(lowers: &[PathBuf], dirs: &RootfsDirs, target: &Path) -> std::
         )
     };
     if r < 0 {
-        return Err(std::io::Error::other(format!("move_mount: {}", std::io::Error::last_os_error())));
+        return Err(std::io::Error::other(format!(
+            "move_mount: {}",
+            std::io::Error::last_os_error()
+        )));
     }
     Ok(())
 }
 
 fn escape(p: &Path) -> String {
     let s = p.to_string_lossy();
-    s.replace('\\', "\\\\").replace(':', "\\:").replace(',', "\\,")
+    s.replace('\\', "\\\\")
+        .replace(':', "\\:")
+        .replace(',', "\\,")
 }
 
 fn mount_legacy(lowers: &[PathBuf], dirs: &RootfsDirs, target: &Path) -> Result<()> {
-    let lower = lowers.iter().map(|p| escape(p)).collect::<Vec<_>>().join(":");
+    let lower = lowers
+        .iter()
+        .map(|p| escape(p))
+        .collect::<Vec<_>>()
+        .join(":");
     let opts = format!(
         "lowerdir={lower},upperdir={},workdir={}",
         escape(&dirs.upper),
@@ -214,7 +252,15 @@ fn mount_legacy(lowers: &[PathBuf], dirs: &RootfsDirs, target: &Path) -> Result<
         reason: "mount options contain NUL".into(),
     })?;
     // SAFETY: NUL-terminated strings.
-    let r = unsafe { libc::mount(c"krun".as_ptr(), t.as_ptr(), c"overlay".as_ptr(), 0, o.as_ptr().cast()) };
+    let r = unsafe {
+        libc::mount(
+            c"krun".as_ptr(),
+            t.as_ptr(),
+            c"overlay".as_ptr(),
+            0,
+            o.as_ptr().cast(),
+        )
+    };
     if r != 0 {
         return Err(Error::Mount {
             target: target.to_path_buf(),

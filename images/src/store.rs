@@ -322,7 +322,9 @@ impl Store {
     pub fn remove_lease(&self, id: &str) -> Result<()> {
         let p = self.lease_path(id)?;
         match fs::remove_file(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("removing lease", p, e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io("removing lease", p, e))
+            }
             _ => Ok(()),
         }
     }
@@ -330,12 +332,15 @@ impl Store {
     fn lease_path(&self, id: &str) -> Result<PathBuf> {
         if id.is_empty()
             || id.len() > 128
-            || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
             || id.starts_with('.')
         {
             return Err(Error::Image {
                 reference: id.to_string(),
-                reason: "container id must be 1-128 of [A-Za-z0-9_.-], not starting with '.'".into(),
+                reason: "container id must be 1-128 of [A-Za-z0-9_.-], not starting with '.'"
+                    .into(),
             });
         }
         Ok(self.root.join("leases").join(format!("{id}.json")))
@@ -464,11 +469,16 @@ impl BlobWriter {
     /// Feeds the bytes already on disk to the hasher and to `sink` (the
     /// unpacker), so a resumed download unpacks from the start.
     pub fn replay(&mut self, mut sink: impl FnMut(&[u8]) -> bool) -> Result<()> {
-        self.file.seek(SeekFrom::Start(0)).ctx("reading partial blob", &self.tmp)?;
+        self.file
+            .seek(SeekFrom::Start(0))
+            .ctx("reading partial blob", &self.tmp)?;
         let mut buf = vec![0u8; 256 << 10];
         let mut left = self.len;
         while left > 0 {
-            let n = self.file.read(&mut buf).ctx("reading partial blob", &self.tmp)?;
+            let n = self
+                .file
+                .read(&mut buf)
+                .ctx("reading partial blob", &self.tmp)?;
             if n == 0 {
                 break;
             }
@@ -480,14 +490,20 @@ impl BlobWriter {
                 break;
             }
         }
-        self.file.seek(SeekFrom::End(0)).ctx("reading partial blob", &self.tmp)?;
+        self.file
+            .seek(SeekFrom::End(0))
+            .ctx("reading partial blob", &self.tmp)?;
         Ok(())
     }
 
     /// Forgets a partial download (the registry restarted from byte 0).
     pub fn restart(&mut self) -> Result<()> {
-        self.file.set_len(0).ctx("truncating partial blob", &self.tmp)?;
-        self.file.seek(SeekFrom::Start(0)).ctx("truncating partial blob", &self.tmp)?;
+        self.file
+            .set_len(0)
+            .ctx("truncating partial blob", &self.tmp)?;
+        self.file
+            .seek(SeekFrom::Start(0))
+            .ctx("truncating partial blob", &self.tmp)?;
         self.hasher = Hasher::new();
         self.len = 0;
         self.hashed = 0;

@@ -20,7 +20,13 @@ pub const RESOLVE_STRICT: u64 = libc::RESOLVE_BENEATH
     | libc::RESOLVE_NO_MAGICLINKS
     | libc::RESOLVE_NO_XDEV;
 
-pub fn openat2(dir: BorrowedFd<'_>, path: &CStr, flags: i32, mode: u32, resolve: u64) -> io::Result<OwnedFd> {
+pub fn openat2(
+    dir: BorrowedFd<'_>,
+    path: &CStr,
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (flags | libc::O_CLOEXEC) as u64;
     how.mode = if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 {
@@ -60,7 +66,8 @@ pub fn open_dir_path(root: BorrowedFd<'_>, path: &CStr) -> io::Result<OwnedFd> {
 
 pub fn open_path(path: &std::path::Path, flags: i32) -> io::Result<OwnedFd> {
     use std::os::unix::ffi::OsStrExt;
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: c is NUL-terminated.
     let r = cvt(unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) })?;
     // SAFETY: new fd owned by us.
@@ -105,7 +112,16 @@ pub fn unlinkat(dir: BorrowedFd<'_>, name: &CStr, is_dir: bool) -> io::Result<()
 
 pub fn fchownat_nofollow(dir: BorrowedFd<'_>, name: &CStr, uid: u32, gid: u32) -> io::Result<()> {
     // SAFETY: plain syscall; AT_SYMLINK_NOFOLLOW changes the link itself.
-    cvt(unsafe { libc::fchownat(dir.as_raw_fd(), name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) }).map(drop)
+    cvt(unsafe {
+        libc::fchownat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            uid,
+            gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+    .map(drop)
 }
 
 pub fn fchmodat(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
@@ -140,23 +156,54 @@ pub fn futimens(fd: BorrowedFd<'_>, mtime: i64) -> io::Result<()> {
 pub fn utimensat_nofollow(dir: BorrowedFd<'_>, name: &CStr, mtime: i64) -> io::Result<()> {
     let ts = timespec(mtime);
     // SAFETY: ts is two valid timespecs; name NUL-terminated.
-    cvt(unsafe { libc::utimensat(dir.as_raw_fd(), name.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) }).map(drop)
+    cvt(unsafe {
+        libc::utimensat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            ts.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+    .map(drop)
 }
 
 pub fn fsetxattr(fd: BorrowedFd<'_>, name: &CStr, value: &[u8]) -> io::Result<()> {
     // SAFETY: value pointer/length pair from a slice.
-    cvt(unsafe { libc::fsetxattr(fd.as_raw_fd(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) }).map(drop)
+    cvt(unsafe {
+        libc::fsetxattr(
+            fd.as_raw_fd(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    })
+    .map(drop)
 }
 
 /// Sets an xattr on dir/name without following it (for symlinks and device
 /// nodes, which cannot be opened for fsetxattr). The /proc/self/fd path
 /// names the already-confined directory fd.
-pub fn lsetxattr_at(dir: BorrowedFd<'_>, name: &CStr, xname: &CStr, value: &[u8]) -> io::Result<()> {
+pub fn lsetxattr_at(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    xname: &CStr,
+    value: &[u8],
+) -> io::Result<()> {
     let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
     p.extend_from_slice(name.to_bytes());
     let p = CString::new(p).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: NUL-terminated strings and a slice.
-    cvt(unsafe { libc::lsetxattr(p.as_ptr(), xname.as_ptr(), value.as_ptr().cast(), value.len(), 0) }).map(drop)
+    cvt(unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            xname.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    })
+    .map(drop)
 }
 
 /// The process umask, read without changing it (umask(2) would race other threads).

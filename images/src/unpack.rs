@@ -40,9 +40,10 @@ pub struct Limits {
     /// Most tar entries one layer may hold.
     pub max_entries: u64,
     /// Most uncompressed bytes per compressed byte, checked once a layer
-    /// has expanded past 256 MiB (real layers stay far below 100:1; gzip
-    /// of zeros is about 1000:1).
+    /// has expanded past `ratio_after` (real layers stay far below 100:1;
+    /// gzip of zeros is about 1000:1).
     pub max_ratio: u64,
+    pub ratio_after: u64,
 }
 
 impl Default for Limits {
@@ -51,6 +52,7 @@ impl Default for Limits {
             max_bytes: 8 << 30,
             max_entries: 1_000_000,
             max_ratio: 100,
+            ratio_after: 256 << 20,
         }
     }
 }
@@ -91,7 +93,8 @@ pub fn unpack_layer<R: Read + Send>(
         let (to_parser, parser_rx) = sync_channel::<io::Result<Arc<Vec<u8>>>>(64);
         let (to_hasher, hasher_rx) = sync_channel::<Arc<Vec<u8>>>(64);
         let lim = limits.clone();
-        let decomp = s.spawn(move || decompress(blob, compression, &lim, to_parser, to_hasher, layer));
+        let decomp =
+            s.spawn(move || decompress(blob, compression, &lim, to_parser, to_hasher, layer));
         let hasher = s.spawn(move || {
             let mut h = Hasher::new();
             for c in hasher_rx {
@@ -114,8 +117,7 @@ pub fn unpack_layer<R: Read + Send>(
             let r = parser.run(&mut reader);
             let r = r.and_then(|entries| {
                 // Anything after the end-of-archive blocks still counts in the diffID.
-                io::copy(&mut reader, &mut io::sink())
-                    .map_err(|e| stream_error(layer, e))?;
+                io::copy(&mut reader, &mut io::sink()).map_err(|e| stream_error(layer, e))?;
                 parser.finish()?;
                 Ok(entries)
             });
@@ -214,7 +216,9 @@ fn decompress<R: Read>(
         }
         total += filled as u64;
         let compressed = read.load(Ordering::Relaxed).max(1);
-        let over_ratio = limits.max_ratio > 0 && total > (256 << 20) && total / compressed > limits.max_ratio;
+        let over_ratio = limits.max_ratio > 0
+            && total > limits.ratio_after
+            && total / compressed > limits.max_ratio;
         if total > limits.max_bytes || over_ratio {
             let reason = if over_ratio {
                 format!(
@@ -313,6 +317,20 @@ enum Job {
         path: CString,
         meta: Meta,
     },
+    /// Symlinks and device nodes: nothing later in the layer resolves
+    /// through them (paths never follow symlinks), so they can go in parallel.
+    Special {
+        parent: CString,
+        name: CString,
+        path: CString,
+        kind: Special,
+        meta: Meta,
+    },
+}
+
+enum Special {
+    Symlink(CString),
+    Node { mode: u32, dev: u64 },
 }
 
 /// Shared state of the file-creating workers.
@@ -410,6 +428,28 @@ impl<'a> Pool<'a> {
                 .map_err(|e| self.entry_err(&path, "opening directory", e))?;
                 self.apply_fd_meta(fd.as_fd(), &path, &meta, 0o755 & !self.umask)
             }
+            Job::Special {
+                parent,
+                name,
+                path,
+                kind,
+                meta,
+            } => {
+                let dir = sys::open_dir_path(self.root, &parent)
+                    .map_err(|e| self.entry_err(&path, "opening parent directory", e))?;
+                match kind {
+                    Special::Symlink(target) => {
+                        sys::symlinkat(&target, dir.as_fd(), &name)
+                            .map_err(|e| self.entry_err(&path, "creating symlink", e))?;
+                        self.apply_at_meta(dir.as_fd(), &name, &path, &meta, true)
+                    }
+                    Special::Node { mode, dev } => {
+                        sys::mknodat(dir.as_fd(), &name, mode, dev)
+                            .map_err(|e| self.entry_err(&path, "creating device node", e))?;
+                        self.apply_at_meta(dir.as_fd(), &name, &path, &meta, false)
+                    }
+                }
+            }
         }
     }
 
@@ -430,7 +470,13 @@ impl<'a> Pool<'a> {
 
     /// chown, then chmod (chown clears setuid/setgid), then xattrs (chown
     /// clears security.capability), then mtime.
-    fn apply_fd_meta(&self, fd: BorrowedFd<'_>, path: &CStr, meta: &Meta, created: u32) -> Result<()> {
+    fn apply_fd_meta(
+        &self,
+        fd: BorrowedFd<'_>,
+        path: &CStr,
+        meta: &Meta,
+        created: u32,
+    ) -> Result<()> {
         let chowned = meta.uid != self.euid || meta.gid != self.egid;
         if chowned {
             sys::fchown(fd, meta.uid, meta.gid).map_err(|e| self.entry_err(path, "chown", e))?;
@@ -444,14 +490,25 @@ impl<'a> Pool<'a> {
                 if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
                     return Err(self.entry_err(path, "setting xattr", e));
                 }
-                tracing::warn!(layer = self.layer, ?name, "xattr not supported here, skipped");
+                tracing::warn!(
+                    layer = self.layer,
+                    ?name,
+                    "xattr not supported here, skipped"
+                );
             }
         }
         sys::futimens(fd, meta.mtime).map_err(|e| self.entry_err(path, "setting mtime", e))
     }
 
     /// Metadata for entries that cannot be opened (symlinks, devices, fifos).
-    fn apply_at_meta(&self, dir: BorrowedFd<'_>, name: &CStr, path: &CStr, meta: &Meta, symlink: bool) -> Result<()> {
+    fn apply_at_meta(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &CStr,
+        path: &CStr,
+        meta: &Meta,
+        symlink: bool,
+    ) -> Result<()> {
         let chowned = meta.uid != self.euid || meta.gid != self.egid;
         if chowned {
             sys::fchownat_nofollow(dir, name, meta.uid, meta.gid)
@@ -465,13 +522,20 @@ impl<'a> Pool<'a> {
         }
         for (xname, value) in &meta.xattrs {
             if let Err(e) = sys::lsetxattr_at(dir, name, xname, value) {
-                if e.raw_os_error() != Some(libc::EOPNOTSUPP) && e.raw_os_error() != Some(libc::EPERM) {
+                if e.raw_os_error() != Some(libc::EOPNOTSUPP)
+                    && e.raw_os_error() != Some(libc::EPERM)
+                {
                     return Err(self.entry_err(path, "setting xattr", e));
                 }
-                tracing::warn!(layer = self.layer, ?xname, "xattr not supported on this entry, skipped");
+                tracing::warn!(
+                    layer = self.layer,
+                    ?xname,
+                    "xattr not supported on this entry, skipped"
+                );
             }
         }
-        sys::utimensat_nofollow(dir, name, meta.mtime).map_err(|e| self.entry_err(path, "setting mtime", e))
+        sys::utimensat_nofollow(dir, name, meta.mtime)
+            .map_err(|e| self.entry_err(path, "setting mtime", e))
     }
 
     fn submit(&self, tx: &SyncSender<Job>, job: Job) -> Result<()> {
@@ -556,9 +620,7 @@ impl<'p, 'a> Parser<'p, 'a> {
     fn run<R: Read>(&mut self, reader: R) -> Result<u64> {
         let mut archive = tar::Archive::new(reader);
         let mut count: u64 = 0;
-        let entries = archive
-            .entries()
-            .map_err(|e| stream_error(self.layer, e))?;
+        let entries = archive.entries().map_err(|e| stream_error(self.layer, e))?;
         for entry in entries {
             let mut entry = entry.map_err(|e| stream_error(self.layer, e))?;
             count += 1;
@@ -579,7 +641,10 @@ impl<'p, 'a> Parser<'p, 'a> {
         let etype = entry.header().entry_type();
         if matches!(
             etype,
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader | tar::EntryType::GNULongName | tar::EntryType::GNULongLink
+            tar::EntryType::XGlobalHeader
+                | tar::EntryType::XHeader
+                | tar::EntryType::GNULongName
+                | tar::EntryType::GNULongLink
         ) {
             return Ok(());
         }
@@ -610,7 +675,9 @@ impl<'p, 'a> Parser<'p, 'a> {
                     0,
                     sys::RESOLVE_STRICT,
                 )
-                .map_err(|e| self.err(&raw, format!("opening opaque directory: {}", explain(&e))))?;
+                .map_err(|e| {
+                    self.err(&raw, format!("opening opaque directory: {}", explain(&e)))
+                })?;
                 sys::fsetxattr(fd.as_fd(), OPAQUE_XATTR, b"y")
                     .map_err(|e| self.err(&raw, format!("marking directory opaque: {e}")))?;
                 return Ok(());
@@ -663,10 +730,7 @@ impl<'p, 'a> Parser<'p, 'a> {
                         data,
                         meta,
                     };
-                    match &self.tx {
-                        Some(tx) => self.pool.submit(tx, job)?,
-                        None => unreachable_pool(self.layer)?,
-                    }
+                    self.submit(job)?;
                 } else {
                     let cpath = cstr(&path);
                     let fd = self.pool.create_file(&cpath, &meta)?;
@@ -675,8 +739,12 @@ impl<'p, 'a> Parser<'p, 'a> {
                         CopyError::Read(e) => stream_error(self.layer, e),
                         CopyError::Write(e) => self.err(&raw, format!("writing: {e}")),
                     })?;
-                    self.pool
-                        .apply_fd_meta(f.as_fd(), &cpath, &meta, self.pool.file_created_mode(&meta))?;
+                    self.pool.apply_fd_meta(
+                        f.as_fd(),
+                        &cpath,
+                        &meta,
+                        self.pool.file_created_mode(&meta),
+                    )?;
                 }
             }
             tar::EntryType::Symlink => {
@@ -686,17 +754,22 @@ impl<'p, 'a> Parser<'p, 'a> {
                     .into_owned();
                 // Stored verbatim: a symlink is only ever followed inside the
                 // container's own root.
-                let dir = self.parent_fd(&parent_path, &raw)?;
-                sys::symlinkat(&cstr(&target), dir.as_fd(), &cname)
-                    .map_err(|e| self.err(&raw, format!("creating symlink: {e}")))?;
-                self.pool.apply_at_meta(dir.as_fd(), &cname, &cstr(&path), &meta, true)?;
+                let job = Job::Special {
+                    parent: cstr(&parent_path),
+                    name: cname.clone(),
+                    path: cstr(&path),
+                    kind: Special::Symlink(cstr(&target)),
+                    meta,
+                };
+                self.submit(job)?;
             }
             tar::EntryType::Link => {
                 let target = entry
                     .link_name_bytes()
                     .ok_or_else(|| self.err(&raw, "hardlink without a target"))?
                     .into_owned();
-                let tcomps = normalize(&target).map_err(|r| self.err(&raw, format!("hardlink target: {r}")))?;
+                let tcomps = normalize(&target)
+                    .map_err(|r| self.err(&raw, format!("hardlink target: {r}")))?;
                 let tpath = tcomps.join(&b'/');
                 if self.seen.get(&tpath) != Some(&Kind::Other) {
                     return Err(self.err(
@@ -735,10 +808,17 @@ impl<'p, 'a> Parser<'p, 'a> {
                     let minor = h.device_minor().ok().flatten().unwrap_or(0);
                     libc::makedev(major, minor)
                 };
-                let dir = self.parent_fd(&parent_path, &raw)?;
-                sys::mknodat(dir.as_fd(), &cname, kind | (meta.mode & 0o7777), dev)
-                    .map_err(|e| self.err(&raw, format!("creating device node: {e}")))?;
-                self.pool.apply_at_meta(dir.as_fd(), &cname, &cstr(&path), &meta, false)?;
+                let job = Job::Special {
+                    parent: cstr(&parent_path),
+                    name: cname.clone(),
+                    path: cstr(&path),
+                    kind: Special::Node {
+                        mode: kind | (meta.mode & 0o7777),
+                        dev,
+                    },
+                    meta,
+                };
+                self.submit(job)?;
             }
             other => {
                 return Err(self.err(&raw, format!("unsupported tar entry type {other:?}")));
@@ -746,6 +826,13 @@ impl<'p, 'a> Parser<'p, 'a> {
         }
         self.seen.insert(path, Kind::Other);
         Ok(())
+    }
+
+    fn submit(&self, job: Job) -> Result<()> {
+        match &self.tx {
+            Some(tx) => self.pool.submit(tx, job),
+            None => unreachable_pool(self.layer),
+        }
     }
 
     fn meta<R: Read>(&self, entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<Meta> {
@@ -787,10 +874,16 @@ impl<'p, 'a> Parser<'p, 'a> {
                             // Overlay metadata from a tar would let a layer forge
                             // opaque dirs or redirects: never applied.
                             if name.starts_with("trusted.overlay.") {
-                                tracing::warn!(layer = self.layer, name, "dropping overlay xattr from layer");
+                                tracing::warn!(
+                                    layer = self.layer,
+                                    name,
+                                    "dropping overlay xattr from layer"
+                                );
                                 continue;
                             }
-                            let Ok(cname) = CString::new(name) else { continue };
+                            let Ok(cname) = CString::new(name) else {
+                                continue;
+                            };
                             m.xattrs.push((cname, val.to_vec()));
                         }
                     }
@@ -822,7 +915,9 @@ impl<'p, 'a> Parser<'p, 'a> {
             match sys::mkdirat(dir.as_fd(), &cstr(parent[i - 1]), 0o755) {
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-                Err(e) => return Err(self.err(raw, format!("creating parent directory: {}", explain(&e)))),
+                Err(e) => {
+                    return Err(self.err(raw, format!("creating parent directory: {}", explain(&e))))
+                }
             }
             self.seen.insert(prefix, Kind::Dir);
         }
@@ -837,7 +932,9 @@ impl<'p, 'a> Parser<'p, 'a> {
     /// A later entry for the same path replaces the earlier one (a directory
     /// over a directory only updates its metadata, handled by the caller).
     fn replace_existing(&mut self, path: &[u8], new_is_dir: bool, raw: &[u8]) -> Result<()> {
-        let Some(&old) = self.seen.get(path) else { return Ok(()) };
+        let Some(&old) = self.seen.get(path) else {
+            return Ok(());
+        };
         if old == Kind::Dir && new_is_dir {
             return Ok(());
         }
@@ -850,16 +947,19 @@ impl<'p, 'a> Parser<'p, 'a> {
         let dir = self.parent_fd(parent, raw)?;
         if old == Kind::Dir {
             let fd = std::os::fd::AsRawFd::as_raw_fd(&dir);
-            let p = std::path::PathBuf::from(format!("/proc/self/fd/{fd}"))
-                .join(std::ffi::OsStr::new(std::str::from_utf8(name).unwrap_or("")));
+            let p = std::path::PathBuf::from(format!("/proc/self/fd/{fd}")).join(
+                std::ffi::OsStr::new(std::str::from_utf8(name).unwrap_or("")),
+            );
             if std::str::from_utf8(name).is_err() {
                 return Err(self.err(raw, "cannot replace a directory with a non-UTF-8 name"));
             }
-            std::fs::remove_dir_all(&p).map_err(|e| self.err(raw, format!("replacing directory: {e}")))?;
+            std::fs::remove_dir_all(&p)
+                .map_err(|e| self.err(raw, format!("replacing directory: {e}")))?;
             let mut prefix = path.to_vec();
             prefix.push(b'/');
             self.seen.retain(|k, _| !k.starts_with(&prefix));
-            self.dir_meta.retain(|k, _| !k.starts_with(&prefix) && k.as_slice() != path);
+            self.dir_meta
+                .retain(|k, _| !k.starts_with(&prefix) && k.as_slice() != path);
         } else {
             sys::unlinkat(dir.as_fd(), &cstr(name), false)
                 .map_err(|e| self.err(raw, format!("replacing earlier entry: {e}")))?;
@@ -875,7 +975,13 @@ impl<'p, 'a> Parser<'p, 'a> {
         let tx = self.tx.take();
         if let Some(tx) = &tx {
             for (path, meta) in std::mem::take(&mut self.dir_meta) {
-                self.pool.submit(tx, Job::DirMeta { path: cstr(&path), meta })?;
+                self.pool.submit(
+                    tx,
+                    Job::DirMeta {
+                        path: cstr(&path),
+                        meta,
+                    },
+                )?;
             }
         }
         self.pool.barrier();

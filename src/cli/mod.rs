@@ -1,2 +1,3 @@
 //! Subcommands of the `krun` CLI: argument parsing and printing only.
+pub mod images;
 pub mod network;
