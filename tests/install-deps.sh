@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(
   # fixtures (tests/fixtures/registry.sh)
   docker-registry skopeo umoci busybox-static debootstrap apache2-utils openssl
-  python3 curl jq zstd procps time
+  python3 curl jq zstd procps time bc
   # runtime, network and peers the tests compare against
   libseccomp-dev pkg-config runc crun podman iproute2 nftables iperf3
   containernetworking-plugins
