@@ -109,7 +109,7 @@ fn only_layer_blob(layout: &Path) -> PathBuf {
         serde_json::from_slice(&fs::read(blob_path(layout, digest)).expect("manifest blob"))
             .expect("manifest is JSON");
     let layers = manifest["layers"].as_array().expect("layers");
-    assert_eq!(layers.len(), 1, "evil images have one layer");
+    assert_eq!(layers.len(), 1, "expected a one-layer image");
     blob_path(layout, layers[0]["digest"].as_str().expect("layer digest"))
 }
 
@@ -458,6 +458,25 @@ fn private_registry_wants_tls_and_credentials() {
     let manifest = run_ok(&mut base(Some(format!("{PRIVATE_USER}:{PRIVATE_PASS}"))));
     let manifest: Value = serde_json::from_str(&manifest).expect("json");
     assert_eq!(layer_types(&manifest), vec![GZIP_LAYER]);
+
+    // and the image copies with the credentials, verified against the CA
+    let tmp = TempDir::new("private");
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "-q", "--src-cert-dir"])
+            .arg(&certs)
+            .args([
+                "--src-creds",
+                &format!("{PRIVATE_USER}:{PRIVATE_PASS}"),
+                &format!("docker://{PRIVATE_REGISTRY}/private/busybox:latest"),
+                &format!("oci:{}:x", tmp.0.join("layout").display()),
+            ]),
+    );
+    let entries = tar_entries(&only_layer_blob(&tmp.0.join("layout")));
+    assert!(
+        entries.iter().any(|(p, _, _)| p == "bin/busybox"),
+        "{entries:?}"
+    );
 
     // without the fixture CA the certificate is not trusted
     let untrusted = run(Command::new("skopeo").args([

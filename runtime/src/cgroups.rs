@@ -206,14 +206,25 @@ pub fn update(path: &str, res: &LinuxResources) -> Result<()> {
 /// Removes the container's cgroup (every hierarchy). Missing is fine.
 pub fn destroy(path: &str) -> Result<()> {
     let mut mgr = manager(path)?;
-    // A cgroup still holding dying processes cannot be removed yet: retry briefly.
+    // A cgroup still holding processes cannot be removed yet. Dying ones go
+    // on their own (slowly on a loaded host); any straggler, such as a child
+    // forked while delete swept the cgroup, is killed as runc's destroy does.
+    // Retry with a growing pause, about 5 s in all.
     let mut last = Ok(());
-    for _ in 0..50 {
+    let mut pause = std::time::Duration::from_millis(5);
+    for _ in 0..20 {
         last = mgr.destroy().ctx(|| format!("remove cgroup {path}"));
         if last.is_ok() {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        for pid in pids(path).unwrap_or_default() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(500));
     }
     if let Some(u) = hybrid_unified() {
         let dir = PathBuf::from(u).join(path.trim_start_matches('/'));
