@@ -351,18 +351,7 @@ fn zstd_and_multiarch_and_flask_copy_with_skopeo() {
         );
     }
     // the zstd layer really is zstd, and holds busybox
-    let zstd = tmp.0.join("test-zstd");
-    let index: Value =
-        serde_json::from_slice(&fs::read(zstd.join("index.json")).expect("index")).expect("json");
-    let manifest: Value = serde_json::from_slice(
-        &fs::read(blob_path(
-            &zstd,
-            index["manifests"][0]["digest"].as_str().expect("d"),
-        ))
-        .expect("manifest"),
-    )
-    .expect("json");
-    let layer = blob_path(&zstd, manifest["layers"][0]["digest"].as_str().expect("d"));
+    let layer = only_layer_blob(&tmp.0.join("test-zstd"));
     let listing =
         run_ok(Command::new("sh").args(["-c", &format!("zstd -dc {} | tar -t", layer.display())]));
     assert!(listing.lines().any(|l| l == "bin/busybox"), "{listing}");
