@@ -2,19 +2,25 @@
 //! logs and the node agent.
 
 pub mod backoff;
+pub mod cleanup;
 pub mod describe;
 pub mod events;
+pub mod exec;
 pub mod identity;
 pub mod lifecycle;
 pub mod log_pump;
 pub mod logs;
 pub mod manifest;
+pub mod node;
 pub mod oci_runtime;
 pub mod output;
 pub mod podfiles;
+pub mod pods;
+pub mod podstate;
 pub mod sandbox;
 pub mod spec;
 pub mod status;
+pub mod supervisor;
 pub mod tabwriter;
 
 /// The OCI types the spec and runtime APIs take, re-exported so callers

@@ -133,6 +133,10 @@ pub struct State {
     #[serde(default)]
     pub pid: i32,
     pub bundle: PathBuf,
+    /// krun-runtime's report that the kernel OOM-killed a process of the
+    /// container (runc does not say).
+    #[serde(default, rename = "oomKilled")]
+    pub oom_killed: bool,
 }
 
 /// A created container's init.

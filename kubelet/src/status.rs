@@ -11,11 +11,12 @@ use k8s_openapi::api::core::v1::{
     ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodSpec, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde::{Deserialize, Serialize};
 
 use crate::manifest::quantity::Quantity;
 
 /// How a container ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Terminated {
     pub exit_code: i32,
     pub oom_killed: bool,
@@ -52,7 +53,7 @@ impl Terminated {
 }
 
 /// Why a container is not running yet.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Waiting {
     ContainerCreating,
     PodInitializing,
@@ -96,7 +97,7 @@ impl Waiting {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum State {
     Waiting(Waiting),
     Running { started_at: Timestamp },
@@ -104,7 +105,7 @@ pub enum State {
 }
 
 /// What the supervisor knows about one container.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerRecord {
     pub name: String,
     pub image: String,

@@ -278,6 +278,19 @@ pub fn logout(a: &LogoutArgs) -> Result<()> {
 }
 
 /// The krun state root: --root, else KRUN_ROOT, else /var/lib/krun.
+/// Pulls an image for a pod started in the foreground, with the same
+/// progress display as `krun pull`.
+pub fn pull_for_pod(store: &Store, reference: &str) -> Result<()> {
+    let opts = PullOptions::new(RegistriesConf::load_default()?);
+    let progress: Arc<dyn Progress> = if std::io::stderr().is_terminal() {
+        Arc::new(Bars::default())
+    } else {
+        Arc::new(Lines::default())
+    };
+    runtime()?.block_on(krun_images::pull(store, reference, &opts, progress))?;
+    Ok(())
+}
+
 pub fn krun_root(flag: Option<PathBuf>) -> PathBuf {
     flag.or_else(|| std::env::var_os("KRUN_ROOT").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/var/lib/krun"))

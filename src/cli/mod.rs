@@ -1,3 +1,4 @@
 //! Subcommands of the `krun` CLI: argument parsing and printing only.
 pub mod images;
 pub mod network;
+pub mod pods;
