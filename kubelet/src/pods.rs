@@ -371,9 +371,26 @@ pub fn delete(node: &Node, pod: &KnownPod, grace_period: Option<i64>) -> Result<
     let req = Request::Delete {
         grace_period_seconds: grace_period,
     };
+    // Held across the request, so the wait below is for this supervisor
+    // whatever its pid becomes.
+    let supervisor = pod
+        .status
+        .as_ref()
+        .and_then(|s| crate::oci_runtime::pidfd_open(s.supervisor_pid).ok());
     match control::request(&pod.dirs.socket(), &req) {
         Ok(reply) => {
             let mut left = reply.leftovers;
+            if let Some(fd) = &supervisor {
+                // it answers last thing before it exits
+                if !crate::oci_runtime::wait_exited(fd, Some(Duration::from_secs(10)))
+                    .unwrap_or(false)
+                {
+                    left.push(format!(
+                        "the supervisor of pod \"{}\" did not exit",
+                        pod.name()
+                    ));
+                }
+            }
             // the supervisor removed its own directories; anything still
             // there (it died half-way) goes now
             if pod.dirs.state.exists() || pod.dirs.run.exists() {
@@ -525,10 +542,8 @@ impl PodLogs {
     pub fn poll(&mut self) -> Vec<(String, LogLine)> {
         let mut out = Vec::new();
         for name in &self.names {
-            let newest = logs::restarts_with_logs(&self.dirs.logs.join(name))
-                .ok()
-                .and_then(|v| v.into_iter().max());
-            let Some(newest) = newest else { continue };
+            // the open file still reads once the pod's logs are removed
+            let mut have = None;
             if let Some((n, f)) = self.current.get_mut(name) {
                 out.extend(
                     f.poll()
@@ -536,10 +551,14 @@ impl PodLogs {
                         .into_iter()
                         .map(|l| (name.clone(), l)),
                 );
-                if *n == newest {
-                    continue;
-                }
+                have = Some(*n);
             }
+            let newest = logs::restarts_with_logs(&self.dirs.logs.join(name))
+                .ok()
+                .and_then(|v| v.into_iter().max());
+            let Some(newest) = newest.filter(|n| Some(*n) != have) else {
+                continue;
+            };
             // a new run: start at its first line
             let path = logs::container_log(&self.dirs.logs, name, newest);
             if let Ok((lines, f)) = logs::read_log(&path, ReadOptions::default()) {

@@ -223,24 +223,23 @@ fn foreground(node: &Node, launched: Vec<pods::Launched>) -> Result<()> {
         .collect();
     let mut out = std::io::stdout();
     loop {
-        for (pod, f) in &mut followers {
-            for (ctr, line) in f.poll() {
-                let prefix = if many { format!("{pod}/{ctr}") } else { ctr };
-                let _ = write!(out, "[{prefix}] ");
-                let _ = out.write_all(&line.render(false));
-            }
-        }
-        let _ = out.flush();
+        print_logs(&mut followers, many, &mut out);
         if INTERRUPTED.load(Ordering::SeqCst) {
             break;
         }
+        // None: the pod is gone (deleted elsewhere); Some(phase) else
         let states: Vec<Option<String>> = launched
             .iter()
             .map(|l| {
                 podstate::find(&node.paths, &l.namespace, &l.name)
                     .ok()
                     .flatten()
-                    .and_then(|k| k.current().status.and_then(|s| s.phase))
+                    .map(|k| {
+                        k.current()
+                            .status
+                            .and_then(|s| s.phase)
+                            .unwrap_or_else(|| "Pending".into())
+                    })
             })
             .collect();
         if states
@@ -249,27 +248,59 @@ fn foreground(node: &Node, launched: Vec<pods::Launched>) -> Result<()> {
         {
             let code = i32::from(states.iter().any(|p| p.as_deref() != Some("Succeeded")));
             for (l, p) in launched.iter().zip(&states) {
-                eprintln!("pod/{} {}", l.name, p.as_deref().unwrap_or("gone"));
+                eprintln!("pod/{} {}", l.name, p.as_deref().unwrap_or("deleted"));
             }
             return exit_with(code);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     eprintln!();
-    for l in &launched {
-        eprintln!("deleting pod/{}", l.name);
-        if let Some(k) = podstate::find(&node.paths, &l.namespace, &l.name)? {
-            report_delete(&k, pods::delete(node, &k, None)?);
+    // Delete on a thread while the logs go on: the last lines (a SIGTERM
+    // trap's) come out as they are written.
+    let done = AtomicBool::new(false);
+    let deleted = std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            let mut reports = Vec::new();
+            for l in &launched {
+                eprintln!("deleting pod/{}", l.name);
+                let r = podstate::find(&node.paths, &l.namespace, &l.name)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|k| match k {
+                        Some(k) => Ok(Some((pods::delete(node, &k, None)?, k))),
+                        None => Ok(None),
+                    });
+                reports.push(r);
+            }
+            done.store(true, Ordering::SeqCst);
+            reports
+        });
+        while !done.load(Ordering::SeqCst) {
+            print_logs(&mut followers, many, &mut out);
+            std::thread::sleep(Duration::from_millis(50));
         }
-    }
-    for (_, f) in &mut followers {
-        for (ctr, line) in f.poll() {
-            let _ = write!(out, "[{ctr}] ");
-            let _ = out.write_all(&line.render(false));
+        h.join()
+    });
+    print_logs(&mut followers, many, &mut out);
+    for r in deleted.map_err(|_| anyhow::anyhow!("the delete thread panicked"))? {
+        if let Some((left, k)) = r? {
+            report_delete(&k, left);
         }
     }
     // as a shell reports a command ended by Ctrl-C
     exit_with(130)
+}
+
+/// Prints new log lines as `[container] line` (`[pod/container]` when
+/// several pods run).
+fn print_logs(followers: &mut [(String, pods::PodLogs)], many: bool, out: &mut std::io::Stdout) {
+    for (pod, f) in followers.iter_mut() {
+        for (ctr, line) in f.poll() {
+            let prefix = if many { format!("{pod}/{ctr}") } else { ctr };
+            let _ = write!(out, "[{prefix}] ");
+            let _ = out.write_all(&line.render(false));
+        }
+    }
+    let _ = out.flush();
 }
 
 fn exit_with(code: i32) -> Result<()> {
