@@ -67,6 +67,7 @@ fn main() -> ExitCode {
     let root = images::krun_root(cli.root);
     let r = match cli.command {
         Some(Command::Hidden(pods::Hidden::Supervise { uid })) => pods::supervise(flag_root, &uid),
+        Some(Command::Hidden(pods::Hidden::Pause)) => krun_kubelet::pause::main(),
         Some(Command::Apply(a)) => pods::apply(flag_root, ns, &a),
         Some(Command::Get(a)) => pods::get(flag_root, ns, &a),
         Some(Command::Describe(a)) => pods::describe(flag_root, ns, &a),

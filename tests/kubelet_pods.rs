@@ -522,3 +522,59 @@ fn foreground_run_streams_logs_and_ctrl_c_deletes_the_pod() {
     let left = node.leftovers(&[uid], &pids, true);
     assert!(left.is_empty(), "{left:#?}");
 }
+
+#[test]
+fn shared_and_host_namespaces() {
+    if !common::require_root("shared_and_host_namespaces") {
+        return;
+    }
+    let node = TestNode::new("kp-ns");
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: shared\nspec:\n  shareProcessNamespace: true\n  \
+         terminationGracePeriodSeconds: 1\n  containers:\n  \
+         - name: a\n    image: {BUSYBOX}\n    command: [sleep, '3601']\n  \
+         - name: b\n    image: {BUSYBOX}\n    command: [sleep, '3602']\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata:\n  name: host\nspec:\n  hostNetwork: true\n  hostPID: true\n  \
+         hostIPC: true\n  terminationGracePeriodSeconds: 1\n  containers:\n  \
+         - name: c\n    image: {BUSYBOX}\n    command: [sleep, '3603']\n"
+    );
+    let f = node.manifest("ns.yaml", &yaml);
+    let o = node.apply(&f);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // one PID namespace: b sees a's process, and PID 1 is the pause process
+    let ps = node.ok(&["exec", "shared", "-c", "b", "--", "ps", "-o", "pid,args"]);
+    assert!(
+        ps.contains("sleep 3601") && ps.contains("sleep 3602"),
+        "{ps}"
+    );
+    let init = node.ok(&["exec", "shared", "-c", "a", "--", "cat", "/proc/1/cmdline"]);
+    assert!(init.ends_with("pause\0"), "{init:?}");
+    // the host's namespaces: its PID 1, its links, its IPC namespace
+    let host_init = std::fs::read_to_string("/proc/1/cmdline").unwrap();
+    assert_eq!(
+        node.ok(&["exec", "host", "--", "cat", "/proc/1/cmdline"]),
+        host_init
+    );
+    let links = node.ok(&["exec", "host", "--", "ip", "-o", "link"]);
+    assert!(links.contains(&node.bridge), "{links}");
+    let ipc = std::fs::read_link("/proc/self/ns/ipc").unwrap();
+    let inside = node.ok(&["exec", "host", "--", "readlink", "/proc/self/ns/ipc"]);
+    assert_eq!(inside.trim(), ipc.to_str().unwrap());
+    let host_name = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    assert_eq!(
+        node.ok(&["exec", "host", "--", "hostname"]).trim(),
+        host_name
+    );
+    let uid = node.uid("shared");
+    let pause =
+        std::fs::read_to_string(node.run.join("supervisors").join(&uid).join("pause.pid")).unwrap();
+    let pause: i32 = pause.trim().parse().unwrap();
+    delete_and_scan(&node, "shared");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pause}")).exists() || {
+            let st = std::fs::read_to_string(format!("/proc/{pause}/stat")).unwrap_or_default();
+            st.contains(") Z ")
+        }
+    );
+    delete_and_scan(&node, "host");
+}

@@ -90,6 +90,7 @@ pub fn remove_pod(
     network: Option<&Network>,
     dirs: &PodDirs,
 ) -> Vec<String> {
+    crate::pause::stop_orphan(&dirs.pause_pid_file());
     let mut left = remove_containers(node, store, dirs);
     // A rootfs that would not unmount keeps its directory: removing files
     // through a live overlay is not removing them.

@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod node;
 pub mod oci_runtime;
 pub mod output;
+pub mod pause;
 pub mod podfiles;
 pub mod pods;
 pub mod podstate;

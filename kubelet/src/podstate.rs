@@ -158,6 +158,10 @@ impl PodDirs {
     pub fn pid_file(&self) -> PathBuf {
         self.run.join(PID_FILE)
     }
+    /// The pause process of a shared PID namespace.
+    pub fn pause_pid_file(&self) -> PathBuf {
+        self.run.join("pause.pid")
+    }
     /// The writable layer and mount point of one container instance.
     pub fn container_dir(&self, runtime_id: &str) -> PathBuf {
         self.state.join("containers").join(runtime_id)

@@ -97,6 +97,9 @@ pub enum Hidden {
     /// The supervisor of one pod (started by krun itself).
     #[command(hide = true)]
     Supervise { uid: String },
+    /// PID 1 of a pod's shared PID namespace (started by the supervisor).
+    #[command(hide = true)]
+    Pause,
 }
 
 /// How long `-d` waits for a pod at most (pulls included).

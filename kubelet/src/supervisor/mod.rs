@@ -15,6 +15,7 @@ pub mod control;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,7 @@ use crate::backoff::{self, Backoff};
 use crate::events::{Event, EventLog};
 use crate::lifecycle::{self, Target};
 use crate::node::{Node, NodePaths};
+use crate::pause::Pause;
 use crate::podfiles::{self, DnsInputs};
 use crate::podstate::{self, DesiredPod, PodDirs, SlotState, StatusFile};
 use crate::sandbox::{self, PodSandbox};
@@ -170,6 +172,8 @@ struct Supervisor {
     ready: Option<File>,
     tokio: Option<tokio::runtime::Runtime>,
     pull_opts: Option<PullOptions>,
+    /// PID 1 of the pod's shared PID namespace (shareProcessNamespace).
+    pause: Option<Pause>,
 }
 
 fn node_facts(name: &str) -> NodeFacts {
@@ -246,6 +250,7 @@ pub fn run(paths: NodePaths, uid: &str) -> Result<(), SupervisorError> {
         ready,
         tokio: None,
         pull_opts: None,
+        pause: None,
         node,
         desired,
     };
@@ -450,6 +455,7 @@ impl Supervisor {
         }
         if plan.finished && self.slots.iter().all(|s| s.live.is_none()) {
             // Succeeded or Failed for good: the sandbox goes, the record stays.
+            self.stop_pause();
             let _ = sandbox::teardown(&self.node.paths.sandbox_root(), &self.network, self.uid());
             self.sandbox = None;
             self.completed = true;
@@ -458,8 +464,22 @@ impl Supervisor {
 
     fn make_sandbox(&mut self) -> Result<(), String> {
         let pod = self.pod().clone();
-        let sb = sandbox::create(&self.node.paths.sandbox_root(), &self.network, &pod)
+        let mut sb = sandbox::create(&self.node.paths.sandbox_root(), &self.network, &pod)
             .map_err(|e| e.to_string())?;
+        let spec = pod.spec.clone().unwrap_or_default();
+        if spec.share_process_namespace == Some(true) && spec.host_pid != Some(true) {
+            match self.start_pause() {
+                Ok(ns) => sb.pid = crate::spec::Ns::Join(ns),
+                Err(e) => {
+                    let _ = sandbox::teardown(
+                        &self.node.paths.sandbox_root(),
+                        &self.network,
+                        self.uid(),
+                    );
+                    return Err(e);
+                }
+            }
+        }
         let ip = sb.pod_ip().map(|a| a.to_string());
         let files = match self.write_pod_files(&sb, ip.as_deref()) {
             Ok(f) => f,
@@ -473,6 +493,27 @@ impl Supervisor {
         self.pod_files = Some(files);
         self.sandbox = Some(sb);
         Ok(())
+    }
+
+    /// The pause process of a shared PID namespace; its namespace's path.
+    fn start_pause(&mut self) -> Result<PathBuf, String> {
+        let exe =
+            std::env::current_exe().map_err(|e| format!("finding the krun executable: {e}"))?;
+        let pause = Pause::spawn(&exe).map_err(|e| format!("starting the pause process: {e}"))?;
+        let ns = pause.namespace();
+        if let Err(e) = std::fs::write(self.dirs.pause_pid_file(), format!("{}\n", pause.pid())) {
+            pause.stop();
+            return Err(format!("writing the pause pid file: {e}"));
+        }
+        self.pause = Some(pause);
+        Ok(ns)
+    }
+
+    fn stop_pause(&mut self) {
+        if let Some(p) = self.pause.take() {
+            p.stop();
+            let _ = std::fs::remove_file(self.dirs.pause_pid_file());
+        }
     }
 
     /// /etc/hosts, /etc/resolv.conf and /etc/hostname of the pod.
@@ -883,6 +924,7 @@ impl Supervisor {
     /// Everything of the pod off the node.
     fn remove_all(&mut self) -> Vec<String> {
         self.sandbox = None;
+        self.stop_pause();
         crate::cleanup::remove_pod(&self.node, &self.store, Some(&self.network), &self.dirs)
     }
 }
