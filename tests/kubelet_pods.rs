@@ -578,3 +578,55 @@ fn shared_and_host_namespaces() {
     );
     delete_and_scan(&node, "host");
 }
+
+#[test]
+fn quickstart_flask_pod_answers_on_host_port_8080() {
+    if !common::require_root("quickstart_flask_pod_answers_on_host_port_8080") {
+        return;
+    }
+    let node = TestNode::new("kp-flask");
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/flask-pod.yaml");
+    let mut c = node.krun();
+    c.arg(&example)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut s = String::new();
+        let _ = std::io::BufReader::new(stdout).read_to_string(&mut s);
+        s
+    });
+    // what `curl 127.0.0.1:8080` gets, once flask listens
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let body = loop {
+        let o = std::process::Command::new("curl")
+            .args(["-s", "--max-time", "2", "http://127.0.0.1:8080/"])
+            .output()
+            .unwrap();
+        if o.status.success() && !o.stdout.is_empty() {
+            break String::from_utf8_lossy(&o.stdout).into_owned();
+        }
+        if Instant::now() > deadline {
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            let _ = child.wait();
+            panic!(
+                "no answer on 127.0.0.1:8080; krun printed:\n{}",
+                reader.join().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(!body.is_empty());
+    let uid = node.uid("flask-app");
+    let pids = node.pids(&uid);
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let out = reader.join().unwrap();
+    assert!(out.contains("pod/flask-app created"), "{out}");
+    assert!(out.contains("[flask-app] "), "no flask log line in:\n{out}");
+    assert!(out.contains("pod \"flask-app\" deleted"), "{out}");
+    let left = node.leftovers(&[uid], &pids, true);
+    assert!(left.is_empty(), "{left:#?}");
+}

@@ -1,0 +1,83 @@
+#!/bin/bash
+# bench/pod-start.sh [N=20]: starts N one-container pods (busybox `sleep`,
+# image present, pod network on) one after another with `krun apply -d` and
+# with `podman kube play`, alternating krun/podman pod by pod in one run, and
+# prints each tool's median and min/max start latency (command issued to
+# command returned with the pod Running, checked afterwards) and the ratio.
+# Then every pod is deleted again.
+#
+# krun runs with roots and a pod network of its own (bridge krunb0,
+# 10.251.0.0/24, nft table krun_bench), removed at the end, so the node's real
+# pods and network are untouched.
+#
+# Env: KRUN (default target/release/krun), IMAGE (default the fixture busybox).
+set -euo pipefail
+n=${1:-20}
+here=$(cd "$(dirname "$0")/.." && pwd)
+krun=${KRUN:-$here/target/release/krun}
+image=${IMAGE:-127.0.0.1:5000/library/busybox:latest}
+[ "$(id -u)" = 0 ] || { echo "pod-start.sh: needs root" >&2; exit 1; }
+for b in "$krun" "$(dirname "$krun")/krun-runtime" "$(command -v podman)"; do
+  [ -x "$b" ] || { echo "pod-start.sh: $b missing (cargo build --release --workspace --bins; apt-get install podman)" >&2; exit 1; }
+done
+grep -q 'nofile=1024:1024' /etc/containers/containers.conf 2>/dev/null || {
+  echo "pod-start.sh: podman needs default_ulimits in /etc/containers/containers.conf here (see ../shared/NOTES-fixtures.md)" >&2
+  exit 1
+}
+
+work=$(mktemp -d /tmp/krun-pod-start.XXXXXX)
+export KRUN_ROOT=$work/root KRUN_RUN_ROOT=/run/krun-bench-$$ KRUN_LOG_ROOT=$work/log KRUN_CONFIG_DIR=$work/etc
+mkdir -p "$KRUN_CONFIG_DIR"
+cat >"$KRUN_CONFIG_DIR/netplug.json" <<J
+{"clusterCidr":"10.251.0.0/24","subnet":"10.251.0.0/24","bridge":"krunb0","mtu":1500,"ipMasq":true,"nftTable":"krun_bench"}
+J
+cleanup() {
+  for i in $(seq "$n"); do
+    "$krun" delete pod "bench-$i" --grace-period 0 >/dev/null 2>&1 || true
+    podman kube down "$work/p$i.yaml" >/dev/null 2>&1 || true
+  done
+  "$krun" network --config-dir "$KRUN_CONFIG_DIR" --state-dir "$KRUN_ROOT/netplug" reset >/dev/null 2>&1 || true
+  rm -rf "$work" "$KRUN_RUN_ROOT"
+}
+trap cleanup EXIT
+
+"$krun" pull -q "$image" >/dev/null
+podman pull -q --tls-verify=false "$image" >/dev/null
+for i in $(seq "$n"); do
+  cat >"$work/p$i.yaml" <<Y
+apiVersion: v1
+kind: Pod
+metadata:
+  name: bench-$i
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: $image
+    command: ["sleep", "3600"]
+Y
+done
+
+ms() { echo $(( ($2 - $1) / 1000000 )); }
+k=() p=()
+for i in $(seq "$n"); do
+  t0=$(date +%s%N)
+  "$krun" apply -d -f "$work/p$i.yaml" >/dev/null
+  t1=$(date +%s%N)
+  podman kube play --tls-verify=false "$work/p$i.yaml" >/dev/null 2>&1
+  t2=$(date +%s%N)
+  k+=("$(ms "$t0" "$t1")") p+=("$(ms "$t1" "$t2")")
+done
+# the pods must really be running, or the figures mean nothing
+running=$("$krun" get pods | awk '$3 == "Running"' | wc -l)
+[ "$running" = "$n" ] || { echo "pod-start.sh: only $running of $n krun pods Running" >&2; exit 1; }
+prunning=$(podman pod ps --filter name=bench- --format '{{.Status}}' | grep -c Running || true)
+[ "$prunning" = "$n" ] || { echo "pod-start.sh: only $prunning of $n podman pods Running" >&2; exit 1; }
+
+stats() { sort -n | awk '{a[NR]=$1} END {printf "%d %d %d", a[int((NR+1)/2)], a[1], a[NR]}'; }
+read -r km kmin kmax < <(printf '%s\n' "${k[@]}" | stats)
+read -r pm pmin pmax < <(printf '%s\n' "${p[@]}" | stats)
+echo "pod start, $n pods each, alternating (ms: median min max)"
+echo "krun apply -d     $km $kmin $kmax"
+echo "podman kube play  $pm $pmin $pmax"
+echo "krun / podman     $(echo "scale=3; $km / $pm" | bc)"
