@@ -173,6 +173,7 @@ fn run_in_sandbox(runtime: PathBuf, tag: &str) {
                 stdin: None,
                 stdout: Some(writers.stdout),
                 stderr: Some(writers.stderr),
+                console_socket: None,
             },
         )
         .expect("create");

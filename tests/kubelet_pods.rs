@@ -630,3 +630,26 @@ fn quickstart_flask_pod_answers_on_host_port_8080() {
     let left = node.leftovers(&[uid], &pids, true);
     assert!(left.is_empty(), "{left:#?}");
 }
+
+#[test]
+fn a_tty_container_logs_what_its_terminal_shows() {
+    if !common::require_root("a_tty_container_logs_what_its_terminal_shows") {
+        return;
+    }
+    let node = TestNode::new("kp-tty");
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: tty\nspec:\n  terminationGracePeriodSeconds: 1\n  \
+         containers:\n  - name: t\n    image: {BUSYBOX}\n    tty: true\n    \
+         command: [sh, -c, 'tty; echo on-a-terminal; sleep 3600']\n"
+    );
+    let f = node.manifest("tty.yaml", &yaml);
+    let o = node.apply(&f);
+    assert!(o.status.success(), "{}", stderr(&o));
+    node.wait(10, "the terminal's lines", || {
+        node.ok(&["logs", "tty"]).contains("on-a-terminal")
+    });
+    let logs = node.ok(&["logs", "tty"]);
+    // a terminal turns \n into \r\n; the CRI log keeps what it shows
+    assert!(logs.starts_with("/dev/pts/"), "{logs:?}");
+    delete_and_scan(&node, "tty");
+}

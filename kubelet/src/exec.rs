@@ -103,7 +103,8 @@ fn exit_code(st: std::process::ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + st.signal().unwrap_or(libc::SIGKILL))
 }
 
-fn receive_master(listener: &UnixListener) -> Result<OwnedFd> {
+/// Accepts the runtime's connection and takes the pty master it sends.
+pub(crate) fn receive_master(listener: &UnixListener) -> Result<OwnedFd> {
     let (conn, _) = listener
         .accept()
         .map_err(io_err("accepting on the console socket"))?;

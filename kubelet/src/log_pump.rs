@@ -212,6 +212,31 @@ pub fn pump(readers: Readers, log: &mut LogWriter) -> Result<()> {
     Ok(())
 }
 
+/// Copies a container's terminal (the pty master) into `log` as stdout
+/// until the pty closes (EIO once every holder of the slave is gone).
+pub fn pump_terminal(master: File, log: &mut LogWriter) -> Result<()> {
+    let mut master = master;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => log.write(Stream::Stdout, &buf[..k], Timestamp::now())?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // EIO: the slave side is closed for good
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => break,
+            Err(e) => {
+                return Err(PumpError::Io {
+                    step: "read terminal",
+                    path: PathBuf::from("pty"),
+                    source: e,
+                })
+            }
+        }
+    }
+    log.finish(Stream::Stdout, Timestamp::now())?;
+    Ok(())
+}
+
 /// Runs [`pump`] on a thread of its own; the handle gives the writer back.
 pub fn spawn(readers: Readers, mut log: LogWriter) -> std::thread::JoinHandle<Result<LogWriter>> {
     std::thread::spawn(move || pump(readers, &mut log).map(|()| log))

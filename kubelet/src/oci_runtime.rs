@@ -116,6 +116,9 @@ pub struct ContainerStdio {
     pub stdin: Option<File>,
     pub stdout: Option<File>,
     pub stderr: Option<File>,
+    /// For a config with `process.terminal`: the socket the runtime sends
+    /// the pty master to (`--console-socket`); the streams above are unused.
+    pub console_socket: Option<PathBuf>,
 }
 
 fn stdio(f: Option<File>) -> Stdio {
@@ -247,6 +250,11 @@ impl OciRuntime {
             .arg(bundle)
             .arg("--pid-file")
             .arg(&pid_file)
+            .args(
+                io.console_socket
+                    .iter()
+                    .flat_map(|p| [std::ffi::OsStr::new("--console-socket"), p.as_os_str()]),
+            )
             .arg(id)
             .stdin(stdio(io.stdin))
             .stdout(stdio(io.stdout))

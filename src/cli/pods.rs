@@ -355,13 +355,17 @@ pub fn get(root: Option<PathBuf>, namespace: &str, a: &GetArgs) -> Result<()> {
     match a.output.as_deref() {
         None | Some("wide") => {
             if pods.is_empty() {
-                eprintln!("No resources found in {namespace} namespace.");
+                if a.all_namespaces {
+                    eprintln!("No resources found");
+                } else {
+                    eprintln!("No resources found in {namespace} namespace.");
+                }
                 return Ok(());
             }
             let wide = a.output.is_some();
             print!(
                 "{}",
-                krun_kubelet::status::pods_table(&pods, Timestamp::now(), wide)
+                krun_kubelet::status::pods_table(&pods, Timestamp::now(), wide, a.all_namespaces)
             );
         }
         Some("json") => println!("{}", krun_kubelet::output::to_json(&pods, single)?),

@@ -263,20 +263,34 @@ impl Table {
     }
 }
 
-/// The whole `get pods` table, or kubectl's message when there are none.
-pub fn pods_table(pods: &[Pod], now: Timestamp, wide: bool) -> String {
+/// The whole `get pods` table; with `namespaces` (`-A`) a NAMESPACE
+/// column comes first, as kubectl prints it.
+pub fn pods_table(pods: &[Pod], now: Timestamp, wide: bool, namespaces: bool) -> String {
     let mut headers: Vec<String> = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
         .map(String::from)
         .into();
     if wide {
         headers.extend(["IP", "NODE", "NOMINATED NODE", "READINESS GATES"].map(String::from));
     }
+    if namespaces {
+        headers.insert(0, "NAMESPACE".into());
+    }
     let mut table = Table {
         rows: vec![headers],
     };
-    table
-        .rows
-        .extend(pods.iter().map(|p| pod_row(p, now, wide)));
+    table.rows.extend(pods.iter().map(|p| {
+        let mut row = pod_row(p, now, wide);
+        if namespaces {
+            row.insert(
+                0,
+                p.metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
+            );
+        }
+        row
+    }));
     table.render()
 }
 

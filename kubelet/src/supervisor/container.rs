@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
@@ -124,41 +125,83 @@ fn make(i: &StartInputs<'_>, cdir: &Path, bundle: &Path) -> Result<Live, Waiting
     oci_runtime::write_bundle(bundle, &built.spec, &rootfs)
         .map_err(|e| create_err(e.to_string()))?;
 
-    let fifos = Fifos::new(bundle, "io");
-    fifos.create().map_err(|e| create_err(e.to_string()))?;
-    let (readers, writers) = fifos.open().map_err(|e| create_err(e.to_string()))?;
     let log = crate::logs::container_log(&i.dirs.logs, &i.container.name, i.restart);
     let writer =
         LogWriter::open(&log, Rotation::default()).map_err(|e| create_err(e.to_string()))?;
-    let pump = log_pump::spawn(readers, writer);
-    let created = i.runtime.create(
-        &i.id,
-        bundle,
-        ContainerStdio {
+    // tty: the runtime sends the pty master to a console socket; else the
+    // container writes into two FIFOs
+    let (mut pump, stdio, console) = if i.container.tty == Some(true) {
+        // in the pod's run directory, not the bundle: a socket path has
+        // room for 107 bytes only
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let sock = i.dirs.run.join(format!("console-{n}.sock"));
+        let _ = fs::remove_file(&sock);
+        let l = UnixListener::bind(&sock)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|e| create_err(format!("binding {}: {e}", sock.display())))?;
+        let stdio = ContainerStdio {
+            console_socket: Some(sock),
+            ..Default::default()
+        };
+        (None, stdio, Some((l, writer)))
+    } else {
+        let fifos = Fifos::new(bundle, "io");
+        fifos.create().map_err(|e| create_err(e.to_string()))?;
+        let (readers, writers) = fifos.open().map_err(|e| create_err(e.to_string()))?;
+        let stdio = ContainerStdio {
             stdin: None,
             stdout: Some(writers.stdout),
             stderr: Some(writers.stderr),
-        },
-    );
+            console_socket: None,
+        };
+        (Some(log_pump::spawn(readers, writer)), stdio, None)
+    };
+    let created = i.runtime.create(&i.id, bundle, stdio);
     let created = match created {
         Ok(c) => c,
         Err(e) => {
             // the writers went with the runtime process: the pump ends
-            let _ = pump.join();
+            if let Some(p) = pump {
+                let _ = p.join();
+            }
             return Err(create_err(e.to_string()));
         }
     };
+    if let Some((l, mut writer)) = console {
+        let got = crate::exec::receive_master(&l);
+        if let Ok(addr) = l.local_addr() {
+            if let Some(p) = addr.as_pathname() {
+                let _ = fs::remove_file(p);
+            }
+        }
+        match got {
+            Ok(master) => {
+                pump = Some(std::thread::spawn(move || {
+                    log_pump::pump_terminal(fs::File::from(master), &mut writer).map(|()| writer)
+                }));
+            }
+            Err(e) => {
+                let _ = i.runtime.delete(&i.id, true);
+                let _ =
+                    oci_runtime::wait_exit(&created.pidfd, Some(std::time::Duration::from_secs(5)));
+                return Err(create_err(format!("the container's terminal: {e}")));
+            }
+        }
+    }
     if let Err(e) = i.runtime.start(&i.id) {
         let _ = i.runtime.delete(&i.id, true);
         let _ = oci_runtime::wait_exit(&created.pidfd, Some(std::time::Duration::from_secs(5)));
-        let _ = pump.join();
+        if let Some(p) = pump {
+            let _ = p.join();
+        }
         return Err(create_err(e.to_string()));
     }
     Ok(Live {
         id: i.id.clone(),
         pid: created.pid,
         pidfd: created.pidfd,
-        pump: Some(pump),
+        pump,
         log,
         termination_log,
         stop_signal: built.stop_signal,
