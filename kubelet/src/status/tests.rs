@@ -75,7 +75,12 @@ fn running_pod_row_and_wide() {
         row(&p, "2026-01-01T00:03:02Z"),
         ["web", "1/1", "Running", "0", "3m2s"]
     );
-    let table = pods_table(std::slice::from_ref(&p), ts("2026-01-01T00:00:05Z"), true, false);
+    let table = pods_table(
+        std::slice::from_ref(&p),
+        ts("2026-01-01T00:00:05Z"),
+        true,
+        false,
+    );
     let all = pods_table(&[p], ts("2026-01-01T00:00:05Z"), false, true);
     assert!(all.starts_with("NAMESPACE   NAME"), "{all}");
     assert_eq!(
