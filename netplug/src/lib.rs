@@ -8,6 +8,7 @@ pub mod cidr;
 pub mod cni;
 pub mod config;
 pub mod error;
+mod firewall;
 mod fsutil;
 pub mod ipam;
 pub mod lease;

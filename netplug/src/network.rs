@@ -4,6 +4,7 @@
 use crate::cidr::Ipv4Net;
 use crate::config::{validate_ifname, NetworkConfig, Paths};
 use crate::error::{Error, Result};
+use crate::firewall::Forward;
 use crate::fsutil::{remove_if_exists, write_atomic, FileLock};
 use crate::ipam::{Ipam, Owner};
 use crate::nft::{Nft, PortMapping};
@@ -133,6 +134,15 @@ impl Network {
         }
     }
 
+    fn forward(&self) -> Forward<'_> {
+        Forward {
+            bridge: &self.cfg.bridge,
+            subnet: self.cfg.subnet,
+            cluster: self.cfg.cluster_cidr,
+            table: &self.cfg.nft_table,
+        }
+    }
+
     pub fn ipam(&self) -> Ipam {
         Ipam::new(self.paths.ipam_dir(), self.cfg.subnet, self.cfg.gateway())
     }
@@ -144,7 +154,9 @@ impl Network {
     }
 
     /// Brings the node network up: config and subnet.env published, bridge
-    /// with the gateway address, forwarding, and the NAT table. Idempotent.
+    /// with the gateway address, forwarding, the NAT table, and forward
+    /// accepts in iptables filter tables that exist (dockerd's FORWARD
+    /// policy DROP would drop pod traffic otherwise). Idempotent.
     pub fn setup(&self) -> Result<()> {
         self.ensure_node(true)
     }
@@ -173,7 +185,7 @@ impl Network {
         let marker = self.paths.state_dir.join("nft-ready");
         let want = format!(
             // bump the leading version whenever ensure's rules change
-            "v2 {} {} {} {} {}\n",
+            "v3 {} {} {} {} {}\n",
             self.cfg.nft_table,
             self.cfg.bridge,
             self.cfg.cluster_cidr,
@@ -188,6 +200,7 @@ impl Network {
                 self.cfg.gateway(),
                 self.cfg.ip_masq,
             )?;
+            self.forward().ensure()?;
             // a cache, not a record: losing it only costs one more nft run
             std::fs::write(&marker, &want).map_err(Error::io("write nft marker", &marker))?;
         }
@@ -496,6 +509,7 @@ impl Network {
             self.nft().delete()?;
             removed.push(format!("nft table ip {}", self.cfg.nft_table));
         }
+        removed.extend(self.forward().remove()?);
         for dir in [
             self.paths.ipam_dir(),
             self.paths.attachments_dir(),
