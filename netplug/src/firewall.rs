@@ -167,6 +167,11 @@ impl Forward<'_> {
                 // the table exists but its tool is not installed: nothing can be done
                 continue;
             };
+            if !out.ok && out.stderr.contains("incompatible") {
+                // a native nft table named like iptables' own, which iptables-nft
+                // refuses to touch: not an iptables firewall, leave it alone
+                continue;
+            }
             if !out.ok {
                 return Err(Error::Firewall {
                     step: "fill forward chain",
