@@ -91,7 +91,6 @@ fn scenario(bin: &'static str) {
 fn on_node(bin: &'static str) {
     let t = TestNet::new("np-fw");
     let blocked = t.port(9);
-    docker_like_firewall(bin, blocked);
     let out = Outside::new(t.claim.n);
     let a_ns = Netns::new("np-fa");
     let b_ns = Netns::new("np-fb");
@@ -104,6 +103,23 @@ fn on_node(bin: &'static str) {
         host_ip: None,
     }];
     let a = t.net.attach(&ra).expect("attach pod a");
+    tcp_server(
+        Some(&out.ns.path()),
+        sa(Ipv4Addr::UNSPECIFIED, 9000),
+        "outside",
+    );
+    assert_eq!(
+        tcp_get(Some(&a_ns.path()), sa(out.ip, 9000)).unwrap(),
+        format!("outside {}", out.node_ip)
+    );
+    // no filter table yet: none was created for krun
+    let (_, none) = ipt(bin, &["-w", "-S"]);
+    assert!(!none.contains("KRUN-FWD"), "{none}");
+    // dockerd starts after krun: its DROP policy cuts pod a off …
+    docker_like_firewall(bin, blocked);
+    let cut = tcp_get(Some(&a_ns.path()), sa(out.ip, 9000));
+    assert!(cut.is_err(), "DROP policy not in force: {cut:?}");
+    // … until the next attach, which sees the new filter table
     let b = t
         .net
         .attach(&AttachRequest::pod(&common::unique("pod-fb"), &b_ns.path()))
@@ -128,11 +144,6 @@ fn on_node(bin: &'static str) {
     assert!(!other_rules.contains("KRUN-FWD"), "{other_rules}");
 
     tcp_server(Some(&a_ns.path()), sa(Ipv4Addr::UNSPECIFIED, 8080), "pod-a");
-    tcp_server(
-        Some(&out.ns.path()),
-        sa(Ipv4Addr::UNSPECIFIED, 9000),
-        "outside",
-    );
     tcp_server(
         Some(&out.ns.path()),
         sa(Ipv4Addr::UNSPECIFIED, blocked),

@@ -185,12 +185,15 @@ impl Network {
         let marker = self.paths.state_dir.join("nft-ready");
         let want = format!(
             // bump the leading version whenever ensure's rules change
-            "v3 {} {} {} {} {}\n",
+            "v3 {} {} {} {} {} iptables: {}\n",
             self.cfg.nft_table,
             self.cfg.bridge,
             self.cfg.cluster_cidr,
             self.cfg.subnet,
-            self.cfg.ip_masq
+            self.cfg.ip_masq,
+            // a filter table appearing later (dockerd started after
+            // krun) changes the marker: the next attach adds krun's chain
+            crate::firewall::in_use_now()
         );
         if force || created || std::fs::read_to_string(&marker).ok().as_deref() != Some(&want) {
             self.nft().ensure(
