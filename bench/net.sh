@@ -22,6 +22,9 @@ command -v iperf3 >/dev/null || { echo "missing iperf3 (apt-get install iperf3)"
 
 P=$$
 TMP=$(mktemp -d /tmp/krun-bench-net.XXXXXX)
+# the reference plugin's ipMasq makes iptables-nft create table ip nat and
+# leaves it behind empty: remove it afterwards if this run made it
+NAT_BEFORE=$(nft list table ip nat >/dev/null 2>&1 && echo y || echo n)
 NS=()
 LINKS=()
 cleanup() {
@@ -29,6 +32,9 @@ cleanup() {
   for n in "${NS[@]}"; do ip netns pids "$n" 2>/dev/null | xargs -r kill 2>/dev/null; ip netns del "$n" 2>/dev/null; done
   for l in "${LINKS[@]}"; do ip link del "$l" 2>/dev/null; done
   nft delete table ip "kbench_$P" 2>/dev/null
+  if [ "$NAT_BEFORE" = n ] && [ "$(nft -j list table ip nat 2>/dev/null | python3 -c 'import json,sys; print(sum("rule" in i for i in json.load(sys.stdin)["nftables"]))' 2>/dev/null)" = 0 ]; then
+    nft delete table ip nat
+  fi
   rm -rf "$TMP"
 }
 trap cleanup EXIT
