@@ -178,6 +178,40 @@ fn on_node(bin: &'static str) {
     let err = tcp_get(Some(&a_ns.path()), sa(out.ip, blocked));
     assert!(err.is_err(), "DOCKER-USER drop was overridden: {err:?}");
 
+    // only the pod subnet is let through: a pod forging another source
+    // stays behind the DROP policy (the node routes replies back to the
+    // forged address, so the same ping passes once the policy is ACCEPT)
+    let forged = "10.254.77.5";
+    ip(&[
+        "-n",
+        &b_ns.name,
+        "addr",
+        "add",
+        &format!("{forged}/32"),
+        "dev",
+        "eth0",
+    ]);
+    ip(&["route", "add", &format!("{forged}/32"), "dev", t.bridge()]);
+    let forged_ping = || {
+        Command::new("ip")
+            .args([
+                "netns", "exec", &b_ns.name, "busybox", "ping", "-c", "1", "-W", "2",
+            ])
+            .args(["-I", forged, &out.ip.to_string()])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(ipt(bin, &["-w", "-P", "FORWARD", "ACCEPT"]).0);
+    assert!(
+        forged_ping(),
+        "control: forged ping fails even without DROP"
+    );
+    assert!(ipt(bin, &["-w", "-P", "FORWARD", "DROP"]).0);
+    assert!(!forged_ping(), "a forged pod source was forwarded");
+    ip(&["route", "del", &format!("{forged}/32")]);
+
     // without krun's jump the DROP policy wins (the test can fail) …
     // (the comment "krun netplug <table>" has spaces: passed whole)
     let comment = format!("krun netplug {}", t.table());
