@@ -229,6 +229,16 @@ fn on_node(bin: &'static str) {
     ];
     let (ok, msg) = ipt(bin, &del);
     assert!(ok, "{msg}");
+    // CHECK (CNI) notices
+    let err = t
+        .net
+        .check(&a.id, "eth0")
+        .expect_err("check without the jump");
+    assert!(
+        err.to_string()
+            .contains(&format!("{bin}: filter FORWARD has no jump to {chain}")),
+        "{err}"
+    );
     let blocked_out = tcp_get(Some(&a_ns.path()), sa(out.ip, 9000));
     assert!(
         blocked_out.is_err(),
@@ -240,6 +250,7 @@ fn on_node(bin: &'static str) {
         assert!(out.contains(&format!("bridge {}", t.bridge())), "{out}");
     }
     assert_eq!(krun_jumps(bin).len(), 1, "{:?}", krun_jumps(bin));
+    t.net.check(&a.id, "eth0").expect("check after setup");
     works();
 
     // reset removes krun's chain and jump and nothing of docker's

@@ -305,6 +305,34 @@ impl Forward<'_> {
         Ok(done)
     }
 
+    /// Fails when a backend with a filter table lacks netplug's jump (a
+    /// firewall reload flushed FORWARD, say): pods would be cut off.
+    pub(crate) fn verify(&self) -> Result<()> {
+        for b in Backend::ALL {
+            if !filter_in_use(b) {
+                continue;
+            }
+            let spec = self.jump_spec();
+            let check: Vec<&str> = ["-w", "-C"]
+                .into_iter()
+                .chain(spec.iter().map(String::as_str))
+                .collect();
+            if let Some(o) = run(b.bin(), &check, None)? {
+                if !o.ok {
+                    return Err(Error::Firewall {
+                        step: "check",
+                        detail: format!(
+                            "{}: filter FORWARD has no jump to {} (run `krun network setup`)",
+                            b.bin(),
+                            self.chain()
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the backend has netplug's chain.
     fn has_chain(&self, b: Backend) -> Result<bool> {
         if !filter_in_use(b) {

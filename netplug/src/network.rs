@@ -443,6 +443,7 @@ impl Network {
                 ));
             }
         }
+        self.forward().verify()?;
         let routes = pod.routes()?;
         for r in &att.routes {
             let dst = (r.dst.prefix > 0).then(|| (r.dst.network(), r.dst.prefix));
