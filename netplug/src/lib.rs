@@ -13,6 +13,7 @@ mod fsutil;
 pub mod ipam;
 pub mod lease;
 pub mod network;
+mod nfnl;
 mod nft;
 mod nl;
 
