@@ -1,7 +1,9 @@
 #!/bin/bash
 # netplug benchmark (issue 5), one run, alternating A B A B, medians + ratios:
 #  1. pod→pod TCP throughput (iperf3) over the krun-cni bridge vs a bare
-#     veth pair between two namespaces (target: >= 90%)
+#     veth pair between two namespaces (target: >= 90%); also a plain
+#     bridge made with `ip` (no nft table, no krun settings), the floor any
+#     bridge CNI pays, to tell krun's costs from the bridge's
 #  2. attach+detach latency (ADD then DEL) of krun-cni vs the reference
 #     bridge + host-local plugins (/usr/lib/cni) with the same config
 #     (target: krun faster)
@@ -20,6 +22,9 @@ command -v iperf3 >/dev/null || { echo "missing iperf3 (apt-get install iperf3)"
 
 P=$$
 TMP=$(mktemp -d /tmp/krun-bench-net.XXXXXX)
+# the reference plugin's ipMasq makes iptables-nft create table ip nat and
+# leaves it behind empty: remove it afterwards if this run made it
+NAT_BEFORE=$(nft list table ip nat >/dev/null 2>&1 && echo y || echo n)
 NS=()
 LINKS=()
 cleanup() {
@@ -27,6 +32,9 @@ cleanup() {
   for n in "${NS[@]}"; do ip netns pids "$n" 2>/dev/null | xargs -r kill 2>/dev/null; ip netns del "$n" 2>/dev/null; done
   for l in "${LINKS[@]}"; do ip link del "$l" 2>/dev/null; done
   nft delete table ip "kbench_$P" 2>/dev/null
+  if [ "$NAT_BEFORE" = n ] && [ "$(nft -j list table ip nat 2>/dev/null | python3 -c 'import json,sys; print(sum("rule" in i for i in json.load(sys.stdin)["nftables"]))' 2>/dev/null)" = 0 ]; then
+    nft delete table ip nat
+  fi
   rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -52,7 +60,7 @@ conf() { # type bridge subnet datadir
 }
 
 # ---- 1. throughput ----------------------------------------------------
-NET_K=$(pick_net 252); NET_V=$(pick_net 253)
+NET_K=$(pick_net 252); NET_V=$(pick_net 253); NET_P=$(pick_net 251)
 BR_K="kbk$((P % 100000))"; LINKS+=("$BR_K")
 CONF_K=$(conf krun-cni "$BR_K" "$NET_K" "$TMP/k")
 newns KA ka; newns KB kb
@@ -65,25 +73,38 @@ ip link add eth0 netns "$VA" type veth peer name eth0 netns "$VB"
 ip -n "$VA" addr add "$NET_V.1/24" dev eth0; ip -n "$VA" link set eth0 up
 ip -n "$VB" addr add "$NET_V.2/24" dev eth0; ip -n "$VB" link set eth0 up
 
+BR_P="kbp$((P % 100000))"; LINKS+=("$BR_P")
+ip link add "$BR_P" type bridge; ip addr add "$NET_P.1/24" dev "$BR_P"; ip link set "$BR_P" up
+newns PA pa; newns PB pb
+for x in a b; do
+  ns=PA; [ $x = b ] && ns=PB; n=${!ns}; h="kbp$x$((P % 100000))"; LINKS+=("$h")
+  ip link add "$h" type veth peer name eth0 netns "$n"
+  ip link set "$h" master "$BR_P" up
+  ip -n "$n" addr add "$NET_P.$([ $x = a ] && echo 2 || echo 3)/24" dev eth0; ip -n "$n" link set eth0 up
+done
+
 iperf() { # server-ns server-ip client-ns → Gbit/s
   ip netns exec "$1" iperf3 -s -1 -D >/dev/null
   sleep 0.3
   ip netns exec "$3" iperf3 -c "$2" -t "$SECS" -J | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'
 }
-: >"$TMP/tv"; : >"$TMP/tk"; : >"$TMP/tr"
+: >"$TMP/tv"; : >"$TMP/tk"; : >"$TMP/tp"; : >"$TMP/tr"; : >"$TMP/tq"
 for r in $(seq "$ROUNDS"); do
-  # alternate which runs first; the pair shares the machine's load of the moment
-  if ((r % 2)); then
-    v=$(iperf "$VA" "$NET_V.1" "$VB"); k=$(iperf "$KA" "$KA_IP" "$KB")
-  else
-    k=$(iperf "$KA" "$KA_IP" "$KB"); v=$(iperf "$VA" "$NET_V.1" "$VB")
-  fi
-  echo "$v" >>"$TMP/tv"; echo "$k" >>"$TMP/tk"
+  # rotate the order; each triple shares the machine's load of the moment
+  case $((r % 3)) in
+    1) v=$(iperf "$VA" "$NET_V.1" "$VB"); k=$(iperf "$KA" "$KA_IP" "$KB"); p=$(iperf "$PA" "$NET_P.2" "$PB") ;;
+    2) k=$(iperf "$KA" "$KA_IP" "$KB"); p=$(iperf "$PA" "$NET_P.2" "$PB"); v=$(iperf "$VA" "$NET_V.1" "$VB") ;;
+    0) p=$(iperf "$PA" "$NET_P.2" "$PB"); v=$(iperf "$VA" "$NET_V.1" "$VB"); k=$(iperf "$KA" "$KA_IP" "$KB") ;;
+  esac
+  echo "$v" >>"$TMP/tv"; echo "$k" >>"$TMP/tk"; echo "$p" >>"$TMP/tp"
   awk -v a="$k" -v b="$v" 'BEGIN{printf "%.4f\n", a/b}' >>"$TMP/tr"
-  echo "round $r: bare veth $v Gbit/s, krun bridge $k Gbit/s"
+  awk -v a="$k" -v b="$p" 'BEGIN{printf "%.4f\n", a/b}' >>"$TMP/tq"
+  echo "round $r: bare veth $v Gbit/s, krun bridge $k Gbit/s, plain bridge $p Gbit/s"
 done
-MV=$(median <"$TMP/tv"); MK=$(median <"$TMP/tk"); MR=$(median <"$TMP/tr")
+MV=$(median <"$TMP/tv"); MK=$(median <"$TMP/tk"); MP=$(median <"$TMP/tp"); MR=$(median <"$TMP/tr"); MQ=$(median <"$TMP/tq")
 echo "throughput median: bare veth $MV Gbit/s, krun pod->pod $MK Gbit/s, ratio of medians $(awk -v a="$MK" -v b="$MV" 'BEGIN{printf "%.1f%%", 100*a/b}'), median of per-round ratios $(awk -v r="$MR" 'BEGIN{printf "%.1f%%", 100*r}') (target >= 90%)"
+echo "plain bridge (no krun) $MP Gbit/s = $(awk -v a="$MP" -v b="$MV" 'BEGIN{printf "%.1f%%", 100*a/b}') of bare veth; krun / plain bridge: median of per-round ratios $(awk -v r="$MQ" 'BEGIN{printf "%.1f%%", 100*r}')"
+echo "bridge-nf-call-iptables=$(cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null || echo absent) (1: bridged frames pass the ip hooks), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 cni "$KRUN_CNI" DEL "$CONF_K" "kb-a-$P" "$KA" >/dev/null
 cni "$KRUN_CNI" DEL "$CONF_K" "kb-b-$P" "$KB" >/dev/null
 

@@ -7,7 +7,7 @@ pkgs=(
   docker-registry skopeo umoci busybox-static debootstrap apache2-utils openssl
   python3 curl jq zstd procps time bc
   # runtime, network and peers the tests compare against
-  libseccomp-dev pkg-config runc crun podman iproute2 nftables iperf3
+  libseccomp-dev pkg-config runc crun podman iproute2 nftables iptables iperf3
   containernetworking-plugins
   # the pure cgroup v2 conformance run boots Debian's kernel under qemu (tests/vm)
   linux-image-amd64 qemu-system-x86 cpio binutils

@@ -148,6 +148,7 @@ fn netplug_cni_matches_reference_bridge_plugin() {
     let krun = Cni { plugin: &krun_bin };
 
     // the reference plugins first, then krun-cni, with the same config and names
+    let _nat = IptablesNatGuard::new();
     let mut snaps = Vec::new();
     for (cni, kind, data) in [(&reference, "bridge", "ref"), (&krun, "krun-cni", "krun")] {
         let conf = config(kind, data);

@@ -22,6 +22,8 @@ pub enum Error {
     },
     #[error("nft {step}: {detail}")]
     Nft { step: &'static str, detail: String },
+    #[error("iptables {step}: {detail}")]
+    Firewall { step: &'static str, detail: String },
     #[error("invalid {what}: {detail}")]
     Invalid { what: &'static str, detail: String },
     #[error("no free address left in {subnet} (leases in {})", dir.display())]

@@ -8,10 +8,12 @@ pub mod cidr;
 pub mod cni;
 pub mod config;
 pub mod error;
+mod firewall;
 mod fsutil;
 pub mod ipam;
 pub mod lease;
 pub mod network;
+mod nfnl;
 mod nft;
 mod nl;
 

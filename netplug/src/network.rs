@@ -4,6 +4,7 @@
 use crate::cidr::Ipv4Net;
 use crate::config::{validate_ifname, NetworkConfig, Paths};
 use crate::error::{Error, Result};
+use crate::firewall::Forward;
 use crate::fsutil::{remove_if_exists, write_atomic, FileLock};
 use crate::ipam::{Ipam, Owner};
 use crate::nft::{Nft, PortMapping};
@@ -133,6 +134,15 @@ impl Network {
         }
     }
 
+    fn forward(&self) -> Forward<'_> {
+        Forward {
+            bridge: &self.cfg.bridge,
+            subnet: self.cfg.subnet,
+            cluster: self.cfg.cluster_cidr,
+            table: &self.cfg.nft_table,
+        }
+    }
+
     pub fn ipam(&self) -> Ipam {
         Ipam::new(self.paths.ipam_dir(), self.cfg.subnet, self.cfg.gateway())
     }
@@ -144,7 +154,9 @@ impl Network {
     }
 
     /// Brings the node network up: config and subnet.env published, bridge
-    /// with the gateway address, forwarding, and the NAT table. Idempotent.
+    /// with the gateway address, forwarding, the NAT table, and forward
+    /// accepts in iptables filter tables that exist (dockerd's FORWARD
+    /// policy DROP would drop pod traffic otherwise). Idempotent.
     pub fn setup(&self) -> Result<()> {
         self.ensure_node(true)
     }
@@ -173,12 +185,15 @@ impl Network {
         let marker = self.paths.state_dir.join("nft-ready");
         let want = format!(
             // bump the leading version whenever ensure's rules change
-            "v2 {} {} {} {} {}\n",
+            "v3 {} {} {} {} {} iptables: {}\n",
             self.cfg.nft_table,
             self.cfg.bridge,
             self.cfg.cluster_cidr,
             self.cfg.subnet,
-            self.cfg.ip_masq
+            self.cfg.ip_masq,
+            // a filter table appearing later (dockerd started after
+            // krun) changes the marker: the next attach adds krun's chain
+            crate::firewall::in_use_now()
         );
         if force || created || std::fs::read_to_string(&marker).ok().as_deref() != Some(&want) {
             self.nft().ensure(
@@ -188,6 +203,7 @@ impl Network {
                 self.cfg.gateway(),
                 self.cfg.ip_masq,
             )?;
+            self.forward().ensure()?;
             // a cache, not a record: losing it only costs one more nft run
             std::fs::write(&marker, &want).map_err(Error::io("write nft marker", &marker))?;
         }
@@ -427,6 +443,7 @@ impl Network {
                 ));
             }
         }
+        self.forward().verify()?;
         let routes = pod.routes()?;
         for r in &att.routes {
             let dst = (r.dst.prefix > 0).then(|| (r.dst.network(), r.dst.prefix));
@@ -496,6 +513,7 @@ impl Network {
             self.nft().delete()?;
             removed.push(format!("nft table ip {}", self.cfg.nft_table));
         }
+        removed.extend(self.forward().remove()?);
         for dir in [
             self.paths.ipam_dir(),
             self.paths.attachments_dir(),

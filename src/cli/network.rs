@@ -18,8 +18,14 @@ pub struct NetworkArgs {
 
 #[derive(Subcommand)]
 enum NetworkCommand {
+    /// Bring the node network up (or back in shape): config and subnet.env,
+    /// the bridge, forwarding, the nftables table and, where an iptables
+    /// filter table exists (dockerd's FORWARD policy DROP), krun's forward
+    /// accepts. Idempotent.
+    Setup,
     /// Remove everything netplug created on this node: pod veths, the
-    /// bridge, the nftables table, address leases, config and subnet.env.
+    /// bridge, the nftables table, krun's iptables forward chains, address
+    /// leases, config and subnet.env.
     Reset,
 }
 
@@ -29,6 +35,15 @@ pub fn run(args: NetworkArgs) -> anyhow::Result<()> {
         state_dir: args.state_dir,
     };
     match args.command {
+        NetworkCommand::Setup => {
+            let net = krun_netplug::Network::load(paths).context("network setup")?;
+            net.setup().context("network setup")?;
+            println!(
+                "network up: bridge {}, subnet {}, nft table ip {}",
+                net.cfg.bridge, net.cfg.subnet, net.cfg.nft_table
+            );
+            Ok(())
+        }
         NetworkCommand::Reset => {
             let removed = krun_netplug::reset_node(&paths).context("network reset")?;
             if removed.is_empty() {

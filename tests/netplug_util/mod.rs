@@ -331,3 +331,45 @@ pub fn nft_table_exists(table: &str) -> bool {
         .status
         .success()
 }
+
+/// The reference bridge plugin's ipMasq makes iptables-nft create `table ip
+/// nat` and leaves it behind empty after DEL. Made before the plugin runs,
+/// this removes that table on drop if it did not exist before and holds no
+/// rule (so another engine's NAT is never touched).
+pub struct IptablesNatGuard {
+    existed: bool,
+}
+
+impl IptablesNatGuard {
+    pub fn new() -> IptablesNatGuard {
+        IptablesNatGuard {
+            existed: nft_table_exists("nat"),
+        }
+    }
+}
+
+impl Drop for IptablesNatGuard {
+    fn drop(&mut self) {
+        if self.existed {
+            return;
+        }
+        let Ok(out) = Command::new("nft")
+            .args(["-j", "list", "table", "ip", "nat"])
+            .output()
+        else {
+            return;
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+            return;
+        };
+        let rules = v["nftables"]
+            .as_array()
+            .map(|a| a.iter().filter(|i| i.get("rule").is_some()).count())
+            .unwrap_or(1);
+        if rules == 0 {
+            let _ = Command::new("nft")
+                .args(["delete", "table", "ip", "nat"])
+                .output();
+        }
+    }
+}
