@@ -8,7 +8,13 @@ use cli::{images, pods};
 
 /// Run Kubernetes pods on this node: `krun pod.yaml`.
 #[derive(Parser)]
-#[command(name = "krun", version, args_conflicts_with_subcommands = true)]
+// Not `args_conflicts_with_subcommands`: with it, a global flag before the
+// verb (`krun --root R pull …`) made clap take the verb for a manifest file.
+#[command(
+    name = "krun",
+    version,
+    override_usage = "krun [OPTIONS] FILE…\n       krun [OPTIONS] <COMMAND>"
+)]
 struct Cli {
     /// State root (default: $KRUN_ROOT or /var/lib/krun)
     #[arg(long, global = true)]
@@ -62,6 +68,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.command.is_some() && (cli.detach || !cli.files.is_empty()) {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "manifest files and -d go with `krun FILE…` or `krun apply`, not with another verb",
+            )
+            .exit();
+    }
     let ns = cli.namespace.as_str();
     let flag_root = cli.root.clone();
     let root = images::krun_root(cli.root);

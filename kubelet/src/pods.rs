@@ -422,27 +422,35 @@ fn remove_without_supervisor(node: &Node, dirs: &PodDirs) -> Vec<String> {
     crate::cleanup::remove_pod(node, &store, network.as_ref(), dirs)
 }
 
+/// The names of a pod's containers, init containers first, in order.
+fn container_names(pod: &Pod) -> Vec<String> {
+    pod.spec
+        .iter()
+        .flat_map(|s| {
+            s.init_containers
+                .iter()
+                .flatten()
+                .chain(s.containers.iter())
+        })
+        .map(|c| c.name.clone())
+        .collect()
+}
+
 /// The container of `pod` a verb is about: the named one, else the
 /// first (as kubectl defaults it; the bool says it was defaulted).
 pub fn pick_container(pod: &Pod, name: Option<&str>) -> Result<(String, bool)> {
-    let spec = pod.spec.clone().unwrap_or_default();
     let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
-    let all: Vec<String> = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .chain(spec.containers.iter())
-        .map(|c| c.name.clone())
-        .collect();
+    let all = container_names(pod);
     match name {
         Some(n) if all.iter().any(|c| c == n) => Ok((n.to_string(), false)),
         Some(n) => Err(PodsError::NotFound(format!(
             "container {n} is not valid for pod {pod_name}"
         ))),
-        None => spec
-            .containers
-            .first()
-            .map(|c| (c.name.clone(), spec.containers.len() > 1))
+        None => pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first().map(|c| (c, s.containers.len() > 1)))
+            .map(|(c, defaulted)| (c.name.clone(), defaulted))
             .ok_or_else(|| PodsError::NotFound(format!("pod {pod_name} has no containers"))),
     }
 }
@@ -523,17 +531,9 @@ pub struct PodLogs {
 
 impl PodLogs {
     pub fn new(pod: &Pod, dirs: PodDirs) -> PodLogs {
-        let spec = pod.spec.clone().unwrap_or_default();
-        let names = spec
-            .init_containers
-            .iter()
-            .flatten()
-            .chain(spec.containers.iter())
-            .map(|c| c.name.clone())
-            .collect();
         PodLogs {
             dirs,
-            names,
+            names: container_names(pod),
             current: HashMap::new(),
         }
     }
