@@ -30,13 +30,7 @@ use std::sync::Mutex;
 /// are reported (KRUN_CONFORMANCE_REPORT), but they do not fail the suite;
 /// a listed case that passes is reported so the entry can be removed.
 /// Shrink this list as krun-runtime grows; it must end empty.
-const KRUN_PENDING: &[&str] = &[
-    // Failed once in nine full runs, under load (a VM build alongside);
-    // not reproduced alone. One cause, cgroups left behind when delete ran
-    // while the container's children were still exiting, is fixed (destroy
-    // retries and kills stragglers); kept here until a loaded run proves it.
-    "lifecycle_pause_resume",
-];
+const KRUN_PENDING: &[&str] = &[];
 
 /// Cases where Debian's runc 1.1.5 departs from the spec. The case asserts
 /// the spec, so runc is expected to fail it; the reason says how.

@@ -29,11 +29,7 @@ use std::time::Duration;
 
 /// Cases krun-runtime does not pass under v2 yet (run and reported, not
 /// failing the suite). Shrink as krun-runtime grows; it must end empty.
-const KRUN_PENDING_V2: &[&str] = &[
-    // resources.devices deny is not enforced under v2 (no eBPF device
-    // filter yet): the denied node opens.
-    "cgroup_devices_deny",
-];
+const KRUN_PENDING_V2: &[&str] = &[];
 
 /// Cases where runc 1.1.5 departs from the spec under v2 (none so far).
 const RUNC_KNOWN_WRONG_V2: &[(&str, &str)] = &[];

@@ -17,12 +17,7 @@ use std::time::{Duration, Instant};
 
 /// Scenarios krun-runtime does not pass yet: they run and print their
 /// failure, but do not fail the suite. Shrink as krun-runtime grows.
-const KRUN_PENDING: &[&str] = &[
-    // --read-only: podman's create fails with krun-runtime: "cp: cannot
-    // stat '/proc/self/fd/7/.': No such file or directory" (the tmpfs copy-up
-    // podman asks for on /tmp and /run).
-    "cap_drop_read_only_network_none",
-];
+const KRUN_PENDING: &[&str] = &[];
 
 const REGISTRY_IMAGE: &str = "127.0.0.1:5000/library/busybox:latest";
 const CONTAINERS_CONF: &str = "/etc/containers/containers.conf";
@@ -152,25 +147,30 @@ fn registry_has_busybox() -> bool {
 }
 
 /// default_ulimits podman would otherwise copy from root's (higher) limits.
+/// Once per test process: the scenarios run on parallel threads of it.
 fn ensure_containers_conf() {
-    if Path::new(CONTAINERS_CONF).exists() {
-        let text = fs::read_to_string(CONTAINERS_CONF).unwrap_or_default();
-        assert!(
-            text.contains("default_ulimits"),
-            "{CONTAINERS_CONF} exists without default_ulimits; add [containers] default_ulimits = \
-             [\"nofile=1024:1024\",\"nproc=1024:1024\"] (root here lacks CAP_SYS_RESOURCE)"
-        );
-        return;
-    }
-    fs::create_dir_all("/etc/containers").expect("mkdir /etc/containers");
-    // Written once, atomically: concurrent tests may race to create it.
-    let tmp = format!("{CONTAINERS_CONF}.{}", std::process::id());
-    fs::write(
-        &tmp,
-        "[containers]\ndefault_ulimits = [\"nofile=1024:1024\",\"nproc=1024:1024\"]\n",
-    )
-    .expect("write containers.conf");
-    fs::rename(&tmp, CONTAINERS_CONF).expect("install containers.conf");
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if Path::new(CONTAINERS_CONF).exists() {
+            let text = fs::read_to_string(CONTAINERS_CONF).unwrap_or_default();
+            assert!(
+                text.contains("default_ulimits"),
+                "{CONTAINERS_CONF} exists without default_ulimits; add [containers] \
+                 default_ulimits = [\"nofile=1024:1024\",\"nproc=1024:1024\"] (root here lacks \
+                 CAP_SYS_RESOURCE)"
+            );
+            return;
+        }
+        fs::create_dir_all("/etc/containers").expect("mkdir /etc/containers");
+        // Temp file and rename: another test process may read it meanwhile.
+        let tmp = format!("{CONTAINERS_CONF}.{}", std::process::id());
+        fs::write(
+            &tmp,
+            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\",\"nproc=1024:1024\"]\n",
+        )
+        .expect("write containers.conf");
+        fs::rename(&tmp, CONTAINERS_CONF).expect("install containers.conf");
+    });
 }
 
 /// krun-runtime from this workspace, or KRUN_RUNTIME_BIN when set.
