@@ -23,7 +23,7 @@ done
 
 # State roots on tmpfs (/run), where every runtime keeps them by default.
 work=$(mktemp -d /run/krun-lifecycle.XXXXXX)
-hugetlb_mounted=
+. "$here/bench/hugetlb.sh"
 b=
 cleanup() {
   for rt in krun crun runc; do
@@ -33,14 +33,11 @@ cleanup() {
       "$r" --root "$work/state-$rt" delete -f "$(basename "$d")" >/dev/null 2>&1 || true
     done
   done
-  if [ -n "$hugetlb_mounted" ]; then
-    umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb || true
-  fi
+  hugetlb_v1_release
   rm -rf "$work" "$b"
 }
 trap cleanup EXIT
 
-# One bundle (on disk, like an image's rootfs): busybox and runc's default config running /bin/true.
 b=$(mktemp -d /tmp/krun-lifecycle-bundle.XXXXXX)
 # One bundle: busybox rootfs and runc's default config running /bin/true.
 mkdir -p "$b/rootfs"/{bin,etc,tmp,proc,sys,dev,root}
@@ -51,15 +48,7 @@ ln -s busybox "$b/rootfs/bin/sh"
 sed -i 's/"terminal": true/"terminal": false/; s/^\(\s*\)"sh"$/\1"\/bin\/true"/' "$b/config.json"
 grep -q '"/bin/true"' "$b/config.json" || { echo "lifecycle.sh: could not set args" >&2; exit 1; }
 
-if ! grep -q ' /sys/fs/cgroup/hugetlb cgroup ' /proc/mounts; then
-  mkdir -p /sys/fs/cgroup/hugetlb
-  if ! mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb 2>/dev/null; then
-    # Enabled on the v2 mount (a hugepage-limited container ran): hand it back first.
-    echo -hugetlb >/sys/fs/cgroup/unified/cgroup.subtree_control
-    mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
-  fi
-  hugetlb_mounted=1
-fi
+hugetlb_v1_mount
 
 for rt in krun crun runc; do mkdir -p "$work/state-$rt"; : >"$work/$rt.ms"; : >"$work/$rt.kb"; done
 cd "$b"

@@ -26,6 +26,8 @@ grep -q 'nofile=1024:1024' /etc/containers/containers.conf 2>/dev/null || {
 }
 
 work=$(mktemp -d /tmp/krun-pod-start.XXXXXX)
+# podman runs its default runtime, crun, which needs hugetlb on v1 here.
+. "$here/bench/hugetlb.sh"
 export KRUN_ROOT=$work/root KRUN_RUN_ROOT=/run/krun-bench-$$ KRUN_LOG_ROOT=$work/log KRUN_CONFIG_DIR=$work/etc
 mkdir -p "$KRUN_CONFIG_DIR"
 cat >"$KRUN_CONFIG_DIR/netplug.json" <<J
@@ -38,8 +40,10 @@ cleanup() {
   done
   "$krun" network --config-dir "$KRUN_CONFIG_DIR" --state-dir "$KRUN_ROOT/netplug" reset >/dev/null 2>&1 || true
   rm -rf "$work" "$KRUN_RUN_ROOT"
+  hugetlb_v1_release
 }
 trap cleanup EXIT
+hugetlb_v1_mount
 
 "$krun" pull -q "$image" >/dev/null
 podman pull -q --tls-verify=false "$image" >/dev/null
@@ -64,7 +68,8 @@ for i in $(seq "$n"); do
   t0=$(date +%s%N)
   "$krun" apply -d -f "$work/p$i.yaml" >/dev/null
   t1=$(date +%s%N)
-  podman kube play --tls-verify=false "$work/p$i.yaml" >/dev/null 2>&1
+  podman kube play --tls-verify=false "$work/p$i.yaml" >/dev/null 2>"$work/err" \
+    || { echo "pod-start.sh: podman kube play bench-$i failed:" >&2; cat "$work/err" >&2; exit 1; }
   t2=$(date +%s%N)
   k+=("$(ms "$t0" "$t1")") p+=("$(ms "$t1" "$t2")")
 done
@@ -74,7 +79,7 @@ running=$("$krun" get pods | awk '$3 == "Running"' | wc -l)
 prunning=$(podman pod ps --filter name=bench- --format '{{.Status}}' | grep -c Running || true)
 [ "$prunning" = "$n" ] || { echo "pod-start.sh: only $prunning of $n podman pods Running" >&2; exit 1; }
 
-stats() { sort -n | awk '{a[NR]=$1} END {printf "%d %d %d", a[int((NR+1)/2)], a[1], a[NR]}'; }
+stats() { sort -n | awk '{a[NR]=$1} END {printf "%d %d %d\n", a[int((NR+1)/2)], a[1], a[NR]}'; }
 read -r km kmin kmax < <(printf '%s\n' "${k[@]}" | stats)
 read -r pm pmin pmax < <(printf '%s\n' "${p[@]}" | stats)
 echo "pod start, $n pods each, alternating (ms: median min max)"
