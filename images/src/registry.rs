@@ -22,6 +22,9 @@ pub const ACCEPTED_MANIFESTS: &[&str] = &[
 ];
 
 const ATTEMPTS: u32 = 5;
+/// Attempts at a mirror that has another source after it: a mirror that is
+/// down or failing should not hold the pull up for long.
+const MIRROR_ATTEMPTS: u32 = 2;
 
 /// `krun/<version> (pid N)`: registry logs can tell pulls apart.
 fn user_agent() -> &'static str {
@@ -42,6 +45,8 @@ pub struct Session {
     /// The host actually spoken to (a mirror or the image's registry).
     pub source: String,
     pub image: ImageRef,
+    /// Requests tried at most this often (fewer at a mirror with a fallback).
+    attempts: u32,
 }
 
 /// Whether a registry speaks plain HTTP: a Go TLS server answers a plain
@@ -76,10 +81,19 @@ impl Session {
         let mut sources: Vec<String> = rconf.map(|r| r.mirrors.clone()).unwrap_or_default();
         sources.push(image.registry.clone());
         let mut last_err = None;
-        for source in &sources {
-            match Self::open_one(image, conf, source).await {
-                Ok(s) => match s.manifest(image).await {
-                    Ok((bytes, digest)) => return Ok((s, bytes, digest)),
+        for (i, source) in sources.iter().enumerate() {
+            let attempts = if i + 1 < sources.len() {
+                MIRROR_ATTEMPTS
+            } else {
+                ATTEMPTS
+            };
+            match Self::open_one(image, conf, source, attempts).await {
+                Ok(mut s) => match s.manifest(image).await {
+                    Ok((bytes, digest)) => {
+                        // This source serves the whole pull: full retries.
+                        s.attempts = ATTEMPTS;
+                        return Ok((s, bytes, digest));
+                    }
                     Err(e) => {
                         tracing::info!(source, error = %e, "source failed, trying next");
                         last_err = Some(e)
@@ -95,7 +109,12 @@ impl Session {
         }))
     }
 
-    async fn open_one(image: &ImageRef, conf: &RegistriesConf, source: &str) -> Result<Session> {
+    async fn open_one(
+        image: &ImageRef,
+        conf: &RegistriesConf,
+        source: &str,
+        attempts: u32,
+    ) -> Result<Session> {
         let rconf = conf.get(&image.registry);
         let insecure = conf.get(source).map(|r| r.insecure).unwrap_or(false)
             || rconf.is_some_and(|r| r.insecure && source == image.registry);
@@ -140,6 +159,7 @@ impl Session {
             auth,
             source: source.to_string(),
             image: image.clone(),
+            attempts,
         })
     }
 
@@ -185,12 +205,20 @@ impl Session {
     pub async fn small_blob(&self, digest: &Digest, size: u64) -> Result<Vec<u8>> {
         let r = self.oci_ref(&self.image);
         let desc = descriptor(digest, size);
-        self.retry(|| async {
+        let mut attempt = 0;
+        loop {
             let mut out: Vec<u8> = Vec::new();
-            self.client.pull_blob(&r, &desc, &mut out).await?;
-            Ok(out)
-        })
-        .await
+            match self.client.pull_blob(&r, &desc, &mut out).await {
+                Ok(()) => return Ok(out),
+                Err(e) => {
+                    attempt += 1;
+                    if !self.should_retry(attempt, &e) {
+                        return Err(self.blob_err(digest, e));
+                    }
+                    backoff(attempt).await;
+                }
+            }
+        }
     }
 
     /// Streams a blob from byte `offset`, resuming after interruptions with
@@ -229,9 +257,10 @@ impl Session {
                 Ok(BlobResponse::Full(s)) => (s, have),
                 Err(e) => {
                     attempt += 1;
-                    if attempt >= ATTEMPTS || !retryable(&e) {
-                        return Err(self.map_err(e));
+                    if !self.should_retry(attempt, &e) {
+                        return Err(self.blob_err(digest, e));
                     }
+                    tracing::info!(%digest, error = %e, attempt, "blob request failed, retrying");
                     backoff(attempt).await;
                     continue;
                 }
@@ -262,7 +291,7 @@ impl Session {
                 None => {
                     // Connection closed early: resume.
                     attempt += 1;
-                    if attempt >= ATTEMPTS {
+                    if attempt >= self.attempts {
                         return Err(self.error(format!(
                             "blob {digest}: connection closed after {have} of {size} bytes"
                         )));
@@ -270,7 +299,7 @@ impl Session {
                 }
                 Some(e) => {
                     attempt += 1;
-                    if attempt >= ATTEMPTS {
+                    if attempt >= self.attempts {
                         return Err(self.error(format!("blob {digest}: {e}")));
                     }
                 }
@@ -291,13 +320,35 @@ impl Session {
                 Ok(v) => return Ok(v),
                 Err(e) => {
                     attempt += 1;
-                    if attempt >= ATTEMPTS || !retryable(&e) {
+                    if !self.should_retry(attempt, &e) {
                         return Err(self.map_err(e));
                     }
                     tracing::info!(error = %e, attempt, "registry request failed, retrying");
                     backoff(attempt).await;
                 }
             }
+        }
+    }
+
+    fn should_retry(&self, attempt: u32, e: &OciDistributionError) -> bool {
+        let refused_mirror = self.attempts < ATTEMPTS
+            && matches!(e, OciDistributionError::RequestError(r) if r.is_connect());
+        attempt < self.attempts && retryable(e) && !refused_mirror
+    }
+
+    /// A failure about one blob: names it.
+    fn blob_err(&self, digest: &Digest, e: OciDistributionError) -> Error {
+        match self.map_err(e) {
+            Error::Registry {
+                registry,
+                reference,
+                reason,
+            } => Error::Registry {
+                registry,
+                reference,
+                reason: format!("blob {digest}: {reason}"),
+            },
+            other => other,
         }
     }
 

@@ -323,10 +323,21 @@ impl Progress for Bars {
     fn state(&self, layer: usize, state: LayerState) {
         let bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(b) = bars.get(layer) {
+            // Each state is drawn at least once, however short it is (bars
+            // are otherwise redrawn at most 20 times a second).
             match state {
-                LayerState::Waiting => b.set_message("waiting"),
-                LayerState::Downloading => b.set_message("downloading"),
-                LayerState::Unpacking => b.set_message("unpacking"),
+                LayerState::Waiting => {
+                    b.set_message("waiting");
+                    b.force_draw();
+                }
+                LayerState::Downloading => {
+                    b.set_message("downloading");
+                    b.force_draw();
+                }
+                LayerState::Unpacking => {
+                    b.set_message("unpacking");
+                    b.force_draw();
+                }
                 LayerState::Done => {
                     b.set_position(b.length().unwrap_or(0));
                     b.finish_with_message("done");

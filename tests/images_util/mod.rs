@@ -8,6 +8,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod proxy;
+
 /// An isolated krun root, removed (after unmounting anything left in it)
 /// when dropped.
 pub struct Root {
