@@ -140,3 +140,78 @@ fn concurrent_pulls_fetch_each_blob_once() {
         assert_eq!(*n, 1, "{d} fetched {n} times");
     }
 }
+
+fn busybox() -> String {
+    format!("{}/library/busybox:latest", common::REGISTRY)
+}
+
+fn unsynced(root: &Root) -> Vec<std::path::PathBuf> {
+    list_all(&root.store().join("unsynced"))
+}
+
+/// Waits (bounded) for the `krun image settle` a pull started.
+fn wait_settled(root: &Root) {
+    let t0 = Instant::now();
+    while !unsynced(root).is_empty() && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(unsynced(root), Vec::<std::path::PathBuf>::new());
+}
+
+/// `krun pull` returns before its layers are synced; the `krun image
+/// settle` it starts syncs them and clears their markers soon after.
+#[test]
+fn pulled_layers_are_settled_soon_after() {
+    if !common::require_root("pulled_layers_are_settled_soon_after") {
+        return;
+    }
+    let root = Root::new("krun-img-settle");
+    let out = root.pull(&busybox());
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_settled(&root);
+    assert_eq!(assert_consistent(&root), 1);
+}
+
+/// The state a power loss leaves: a layer committed (renamed into place)
+/// whose marker says it was never synced, from a boot that is over. The next
+/// krun command removes the layer and the image using it, and a pull brings
+/// both back; a marker of this boot is left alone (the kernel has the data).
+#[test]
+fn layers_unsynced_when_the_machine_went_down_are_pulled_again() {
+    if !common::require_root("layers_unsynced_when_the_machine_went_down_are_pulled_again") {
+        return;
+    }
+    let root = Root::new("krun-img-powerloss");
+    let out = root.pull(&busybox());
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_settled(&root);
+    let store = Store::under(&root.dir).unwrap();
+    let rec = store.find(&busybox()).unwrap().unwrap();
+    let chain = rec.layers[0].chain_id.clone();
+    let marker = root.store().join("unsynced").join(chain.hex());
+    let this_boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+
+    std::fs::write(&marker, this_boot.trim()).unwrap();
+    assert_eq!(
+        assert_consistent(&root),
+        1,
+        "a marker of this boot is trusted"
+    );
+
+    std::fs::write(&marker, "00000000-0000-0000-0000-000000000000").unwrap();
+    let out = common::run(root.krun().arg("images"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));
+    assert!(!store.has_layer(&chain), "the torn layer is still there");
+    assert!(!marker.exists());
+
+    let out = root.pull(&busybox());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(assert_consistent(&root), 1);
+    let sh = store.layer_path(&chain).join("bin/busybox");
+    assert!(
+        std::fs::metadata(&sh).unwrap().len() > 0,
+        "{}",
+        sh.display()
+    );
+}

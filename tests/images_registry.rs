@@ -81,7 +81,11 @@ fn assert_listed(root: &Root, repository: &str) {
 }
 
 fn one_line(err: &str) {
-    assert_eq!(err.trim().lines().count(), 1, "want one error line: {err:?}");
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "want one error line: {err:?}"
+    );
 }
 
 #[test]
@@ -111,7 +115,11 @@ fn transient_failures_are_retried_then_succeed() {
     let root = Root::new("krun-img-retry");
     let image = format!("{}/library/busybox:latest", proxy.addr);
     let out = root.pull(&image);
-    assert!(out.status.success(), "pull through faults: {}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "pull through faults: {}",
+        stderr(&out)
+    );
     assert_listed(&root, &format!("{}/library/busybox", proxy.addr));
 
     let m = proxy.requests("/manifests/latest");
@@ -165,8 +173,14 @@ fn persistent_failures_are_one_clear_line() {
         // Retried with backoff, a bounded number of times.
         let n = proxy.requests(path).len();
         assert!((3..=6).contains(&n), "{path}: {n} attempts");
-        assert!(took < Duration::from_secs(30), "{path}: gave up after {took:?}");
-        let recs = krun_images::Store::under(&root.dir).unwrap().list().unwrap();
+        assert!(
+            took < Duration::from_secs(30),
+            "{path}: gave up after {took:?}"
+        );
+        let recs = krun_images::Store::under(&root.dir)
+            .unwrap()
+            .list()
+            .unwrap();
         assert!(recs.is_empty(), "a failed pull recorded {recs:?}");
     }
 }
@@ -189,7 +203,11 @@ fn interrupted_blob_resumes_with_a_range_request() {
     assert_listed(&root, &format!("{}/flask-app", proxy.addr));
     let got = proxy.requests(&layer);
     assert_eq!(got.len(), 2, "{got:?}");
-    assert_eq!(got[1].range.as_deref(), Some(&*format!("bytes={cut}-")), "{got:?}");
+    assert_eq!(
+        got[1].range.as_deref(),
+        Some(&*format!("bytes={cut}-")),
+        "{got:?}"
+    );
     assert_eq!(got[1].status, 206, "the registry served the rest: {got:?}");
 }
 
@@ -274,7 +292,10 @@ fn mirrors_are_tried_in_order_then_the_upstream() {
         served.iter().any(|s| s.path.contains("/manifests/latest")),
         "{served:?}"
     );
-    assert!(served.iter().any(|s| s.path.contains("/blobs/")), "{served:?}");
+    assert!(
+        served.iter().any(|s| s.path.contains("/blobs/")),
+        "{served:?}"
+    );
     assert!(upstream.requests(repo).is_empty(), "{:?}", upstream.seen());
 
     // A mirror that is down, then one without the image: the upstream.
@@ -302,7 +323,10 @@ fn mirrors_are_tried_in_order_then_the_upstream() {
         served.iter().any(|s| s.path.contains("/manifests/latest")),
         "{served:?}"
     );
-    assert!(served.iter().any(|s| s.path.contains("/blobs/")), "{served:?}");
+    assert!(
+        served.iter().any(|s| s.path.contains("/blobs/")),
+        "{served:?}"
+    );
 }
 
 /// busybox's manifest with its layer's media type replaced, served by the
@@ -388,13 +412,18 @@ fn progress_plain_lines_and_quiet() {
         );
     }
     assert!(text.contains(&format!("Pulled: {image}")), "{text}");
-    assert!(!text.contains('\x1b'), "escape codes without a terminal: {text:?}");
+    assert!(
+        !text.contains('\x1b'),
+        "escape codes without a terminal: {text:?}"
+    );
 
     // Again: every layer is already there.
     let out = root.pull(&image);
     let text = stdout(&out);
     assert_eq!(
-        text.lines().filter(|l| l.ends_with(": already exists")).count(),
+        text.lines()
+            .filter(|l| l.ends_with(": already exists"))
+            .count(),
         layers.len(),
         "{text}"
     );
@@ -486,7 +515,10 @@ fn progress_bars_on_a_terminal() {
         assert!(screen.contains(short), "no bar for {short}: {screen}");
     }
     for state in ["waiting", "downloading", "unpacking", "done"] {
-        assert!(screen.contains(state), "state {state} never drawn: {screen}");
+        assert!(
+            screen.contains(state),
+            "state {state} never drawn: {screen}"
+        );
     }
     // Bytes so far / total, and a rate, on the downloading bar.
     let dl: Vec<&str> = screen

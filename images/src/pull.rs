@@ -564,21 +564,6 @@ impl LayerJob {
         let label = self.label();
         let dest = tmp.to_path_buf();
 
-        if self.store.has_blob(&digest) {
-            // Downloaded before (the layer itself was lost or pruned).
-            let path = self.store.blob_path(&digest);
-            let progress = self.progress.clone();
-            let size = self.layer.size;
-            let unpacked = blocking(move || {
-                let f =
-                    std::fs::File::open(&path).map_err(|e| Error::io("reading blob", &path, e))?;
-                progress.bytes(i, size);
-                unpack_layer(f, compression, &dest, &limits, &label)
-            })
-            .await?;
-            return self.finish(unpacked, None, tmp).await;
-        }
-
         let unpacker = tokio::task::spawn_blocking(move || {
             unpack_layer(
                 ChannelRead {
@@ -645,19 +630,20 @@ impl LayerJob {
                 return Err(e);
             }
         };
-        self.finish(unpacked, Some(writer), tmp).await
+        self.finish(unpacked, writer, tmp).await
     }
 
+    /// Checks the diffID, then makes the layer visible. The compressed blob
+    /// is not kept (see ARCHITECTURE.md): its partial file goes first, so a
+    /// kill in between costs at most a fresh download, never a stale file.
     async fn finish(
         &self,
         unpacked: crate::unpack::Unpacked,
-        writer: Option<BlobWriter>,
+        writer: BlobWriter,
         tmp: &std::path::Path,
     ) -> Result<()> {
         if unpacked.diff_id != self.layer.diff_id {
-            if let Some(w) = writer {
-                w.discard();
-            }
+            writer.discard();
             return Err(Error::Layer {
                 layer: self.label(),
                 reason: format!(
@@ -670,9 +656,7 @@ impl LayerJob {
         let chain = self.layer.chain_id.clone();
         let tmp = tmp.to_path_buf();
         blocking(move || {
-            if let Some(w) = writer {
-                w.commit("layer blob")?;
-            }
+            writer.discard();
             st.commit_layer(&tmp, &chain)
         })
         .await?;

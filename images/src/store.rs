@@ -2,16 +2,28 @@
 //! image records, and container leases.
 //!
 //! ```text
-//! <root>/blobs/sha256/<hex>     verified blobs (manifests, configs, layers)
+//! <root>/blobs/sha256/<hex>     verified manifests and configs
 //! <root>/layers/<chainid hex>/  one unpacked layer, overlayfs lower format
+//!                               (its compressed blob is not kept)
 //! <root>/refs/<sha256(ref)>.json image records, written last
 //! <root>/leases/<id>.json       layers a mounted container root uses
+//! <root>/unsynced/<chainid hex> boot id: layer committed, maybe not on disk
 //! <root>/tmp/                   partial blobs and layers (under their lock)
 //! <root>/locks/                 flock files
 //! ```
 //! Everything becomes visible by rename after it is complete, so a process
 //! killed at any instant leaves only temp files, which the next holder of
 //! the same lock removes or resumes.
+//!
+//! A kill loses nothing the kernel has; only the machine going down (power
+//! loss, kernel crash) loses dirty pages. Small files (manifests, configs,
+//! records) are fsynced before their rename. An unpacked layer (thousands
+//! of files) is not synced before it is committed, which would cost a
+//! syncfs per pull: instead a marker naming it and this boot's id is made
+//! durable first, and removed by `settle` after a syncfs. Opening the store
+//! in a later boot finds the markers of layers that may have been torn and
+//! removes those layers and the images using them, so they are pulled
+//! again rather than used half-written.
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, IoContext, Result};
 use crate::sys;
@@ -88,13 +100,110 @@ impl Store {
     }
 
     pub fn open(root: &Path) -> Result<Store> {
-        for d in ["blobs/sha256", "layers", "refs", "leases", "tmp", "locks"] {
+        for d in [
+            "blobs/sha256",
+            "layers",
+            "refs",
+            "leases",
+            "tmp",
+            "locks",
+            "unsynced",
+        ] {
             let p = root.join(d);
             fs::create_dir_all(&p).ctx("creating store directory", &p)?;
         }
-        Ok(Store {
+        let store = Store {
             root: root.to_path_buf(),
-        })
+        };
+        store.recover()?;
+        Ok(store)
+    }
+
+    fn markers(&self) -> Result<Vec<(PathBuf, String)>> {
+        let dir = self.root.join("unsynced");
+        let mut out = Vec::new();
+        for e in fs::read_dir(&dir).ctx("listing unsynced layers", &dir)? {
+            let p = e.ctx("listing unsynced layers", &dir)?.path();
+            match fs::read_to_string(&p) {
+                Ok(boot) => out.push((p, boot.trim().to_string())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("reading unsynced marker", p, e)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes layers committed in an earlier boot that were never synced
+    /// (their files may be empty or torn), and the images that use them.
+    fn recover(&self) -> Result<()> {
+        let boot = sys::boot_id().unwrap_or_default();
+        if self.markers()?.iter().all(|(_, b)| *b == boot) {
+            return Ok(());
+        }
+        // No pull runs while we hold this; every process that could hold it
+        // shared has opened (and so recovered) the store in this boot.
+        let _guard = self.lock_exclusive()?;
+        let stale: Vec<PathBuf> = self
+            .markers()?
+            .into_iter()
+            .filter(|(_, b)| *b != boot)
+            .map(|(p, _)| p)
+            .collect();
+        let mut gone: HashSet<String> = HashSet::new();
+        for m in &stale {
+            let Some(hex) = m.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let layer = self.root.join("layers").join(hex);
+            if layer.exists() {
+                tracing::warn!(
+                    layer = hex,
+                    "layer was not yet on disk when the machine went down: removed"
+                );
+                fs::remove_dir_all(&layer).ctx("removing unsynced layer", &layer)?;
+            }
+            gone.insert(hex.to_string());
+        }
+        sync_dir(&self.root.join("layers"))?;
+        for rec in self.list()? {
+            if rec.layers.iter().any(|l| gone.contains(l.chain_id.hex())) {
+                tracing::warn!(
+                    image = rec.reference,
+                    "image lost a layer when the machine went down: pull it again"
+                );
+                self.remove_record(&rec)?;
+            }
+        }
+        for m in &stale {
+            fs::remove_file(m).ctx("removing unsynced marker", m)?;
+        }
+        sync_dir(&self.root.join("unsynced"))
+    }
+
+    /// Whether some committed layer still waits for `settle`.
+    pub fn unsettled(&self) -> Result<bool> {
+        Ok(!self.markers()?.is_empty())
+    }
+
+    /// Makes every layer committed so far durable (one syncfs of the store's
+    /// filesystem) and drops their markers. Markers made after it started
+    /// stay for the next call.
+    pub fn settle(&self) -> Result<()> {
+        let before = self.markers()?;
+        if before.is_empty() {
+            return Ok(());
+        }
+        let dir = File::open(&self.root).ctx("opening store", &self.root)?;
+        sys::syncfs(dir.as_fd()).ctx("syncing the store's filesystem", &self.root)?;
+        for (m, _) in before {
+            match fs::remove_file(&m) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io("removing unsynced marker", m, e))
+                }
+                _ => {}
+            }
+        }
+        sync_dir(&self.root.join("unsynced"))
     }
 
     pub fn root(&self) -> &Path {
@@ -210,8 +319,6 @@ impl Store {
             len,
             hashed: 0,
             digest: d.clone(),
-            dst: self.blob_path(d),
-            dir: self.root.join("blobs/sha256"),
         })
     }
 
@@ -226,8 +333,23 @@ impl Store {
         Ok(p)
     }
 
-    /// Makes an unpacked layer visible.
+    /// Makes an unpacked layer visible. Its files are not synced: a durable
+    /// marker says so first (see the module comment). Without a boot id to
+    /// tell a later boot from this one, the filesystem is synced instead.
     pub fn commit_layer(&self, tmp: &Path, chain_id: &Digest) -> Result<()> {
+        match sys::boot_id() {
+            Some(boot) => {
+                let t = self.tmp_path(&format!("unsynced-{}", chain_id.hex()));
+                write_synced(&t, boot.as_bytes())?;
+                let m = self.root.join("unsynced").join(chain_id.hex());
+                fs::rename(&t, &m).ctx("marking layer unsynced", &m)?;
+                sync_dir(&self.root.join("unsynced"))?;
+            }
+            None => {
+                let dir = File::open(tmp).ctx("opening layer", tmp)?;
+                sys::syncfs(dir.as_fd()).ctx("syncing layer", tmp)?;
+            }
+        }
         let dst = self.layer_path(chain_id);
         fs::rename(tmp, &dst).ctx("committing layer", &dst)?;
         sync_dir(&self.root.join("layers"))
@@ -355,8 +477,9 @@ impl Store {
         for rec in self.list()? {
             blobs.insert(rec.manifest_digest.hex().to_string());
             blobs.insert(rec.config_digest.hex().to_string());
+            // Layer blobs are not kept (a store written by an older krun
+            // may still hold some: they go here).
             for l in &rec.layers {
-                blobs.insert(l.digest.hex().to_string());
                 layers.insert(l.chain_id.hex().to_string());
             }
         }
@@ -443,8 +566,9 @@ fn sync_dir(p: &Path) -> Result<()> {
     f.sync_all().ctx("syncing directory", p)
 }
 
-/// A blob being downloaded into the store: hashed as it is written, and
-/// committed only when its digest matches.
+/// A layer blob being downloaded: written to a partial file (so an
+/// interrupted pull resumes with a Range request) and hashed as it goes.
+/// It is never committed: the layer unpacked from it is.
 pub struct BlobWriter {
     tmp: PathBuf,
     file: File,
@@ -452,8 +576,6 @@ pub struct BlobWriter {
     len: u64,
     hashed: u64,
     digest: Digest,
-    dst: PathBuf,
-    dir: PathBuf,
 }
 
 impl BlobWriter {
@@ -531,21 +653,39 @@ impl BlobWriter {
         Ok(())
     }
 
-    /// Verifies, syncs and renames the blob into place. On a mismatch the
-    /// partial file is removed, so nothing of it stays.
-    pub fn commit(self, what: &'static str) -> Result<PathBuf> {
-        if let Err(e) = self.verify(what) {
-            let _ = fs::remove_file(&self.tmp);
-            return Err(e);
-        }
-        self.file.sync_all().ctx("syncing blob", &self.tmp)?;
-        fs::rename(&self.tmp, &self.dst).ctx("committing blob", &self.dst)?;
-        sync_dir(&self.dir)?;
-        Ok(self.dst)
-    }
-
-    /// Drops a partial blob that can never verify.
+    /// Removes the partial file: the blob never verifies, or its layer is
+    /// unpacked and verified and the compressed bytes are not kept.
     pub fn discard(self) {
         let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_layers_stay_marked_until_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let chain = Digest::of(b"layer");
+        let tmp = store.layer_tmp(&chain).unwrap();
+        fs::write(tmp.join("file"), b"data").unwrap();
+        store.commit_layer(&tmp, &chain).unwrap();
+        assert!(store.has_layer(&chain));
+        assert!(
+            store.unsettled().unwrap(),
+            "no marker for an unsynced layer"
+        );
+        store.settle().unwrap();
+        assert!(!store.unsettled().unwrap());
+        assert!(store.has_layer(&chain));
+
+        // A marker from another boot: the layer goes when the store opens.
+        let m = dir.path().join("unsynced").join(chain.hex());
+        fs::write(&m, "another-boot").unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!store.has_layer(&chain));
+        assert!(!store.unsettled().unwrap());
     }
 }

@@ -231,3 +231,22 @@ pub fn flock(fd: BorrowedFd<'_>, op: i32) -> io::Result<()> {
         }
     }
 }
+
+/// Writes back every dirty page and inode of the filesystem holding `fd`.
+pub fn syncfs(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: plain syscall on a borrowed fd.
+    if unsafe { libc::syncfs(fd.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// This boot's id: it changes at every boot, so a marker holding it tells
+/// whether its machine has gone down since it was written.
+pub fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}

@@ -39,6 +39,9 @@ pub enum ImageCmd {
     Ls(ImagesArgs),
     /// Pull an image (same as `krun pull`)
     Pull(PullArgs),
+    /// Sync the layers earlier pulls committed (run by `krun pull` itself)
+    #[command(hide = true)]
+    Settle,
 }
 
 #[derive(Args)]
@@ -93,6 +96,7 @@ pub fn pull(root: &Path, a: &PullArgs) -> Result<()> {
         Arc::new(Lines::default())
     };
     let rec = runtime()?.block_on(krun_images::pull(&store, &a.reference, &opts, progress))?;
+    settle_later(root, &store);
     if a.quiet {
         println!("{}", rec.manifest_digest);
     } else {
@@ -186,6 +190,30 @@ pub fn image(root: &Path, cmd: &ImageCmd) -> Result<()> {
         ),
         ImageCmd::Ls(a) => images(root, a),
         ImageCmd::Pull(a) => pull(root, a),
+        ImageCmd::Settle => Ok(store(root)?.settle()?),
+    }
+}
+
+/// The layers a pull committed are made durable by a process of its own
+/// (`krun image settle`: one syncfs), so the pull returns without waiting
+/// for the disk; see krun_images::store.
+fn settle_later(root: &Path, store: &Store) {
+    if !store.unsettled().unwrap_or(false) {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let spawned = std::process::Command::new(exe)
+        .arg("--root")
+        .arg(root)
+        .args(["image", "settle"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    if let Err(e) = spawned {
+        eprintln!("krun: warning: cannot start `krun image settle` ({e}); the next one syncs these layers");
     }
 }
 
@@ -288,6 +316,9 @@ pub fn pull_for_pod(store: &Store, reference: &str) -> Result<()> {
         Arc::new(Lines::default())
     };
     runtime()?.block_on(krun_images::pull(store, reference, &opts, progress))?;
+    if let Some(krun_root) = store.root().parent() {
+        settle_later(krun_root, store);
+    }
     Ok(())
 }
 

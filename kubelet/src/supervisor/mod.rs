@@ -632,13 +632,24 @@ impl Supervisor {
             self.tokio = Some(rt);
         }
         let rt = self.tokio.as_ref().ok_or("no pull runtime")?;
-        rt.block_on(krun_images::pull(
-            &self.store,
-            image,
-            &opts,
-            Arc::new(NoProgress),
-        ))
-        .map_err(|e| e.to_string())
+        let rec = rt
+            .block_on(krun_images::pull(
+                &self.store,
+                image,
+                &opts,
+                Arc::new(NoProgress),
+            ))
+            .map_err(|e| e.to_string())?;
+        // The layers just committed are made durable off this thread (one
+        // syncfs); until then a marker has a later boot re-pull them.
+        let store = self.store.clone();
+        let uid = self.uid().to_string();
+        std::thread::spawn(move || {
+            if let Err(e) = store.settle() {
+                eprintln!("krun supervisor {uid}: syncing pulled layers: {e}");
+            }
+        });
+        Ok(rec)
     }
 
     fn start_slot(&mut self, k: usize) {
