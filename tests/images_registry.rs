@@ -263,6 +263,18 @@ fn write_mirrors(root: &Root, upstream: &str, mirrors: &[&str]) {
     .unwrap();
 }
 
+/// `proxy` served the manifest and the blobs of `repo`.
+fn assert_served_image(proxy: &Proxy, repo: &str) {
+    let served = proxy.requests(repo);
+    for part in ["/manifests/latest", "/blobs/"] {
+        assert!(
+            served.iter().any(|s| s.path.contains(part)),
+            "no {part} from {}: {served:?}",
+            proxy.addr
+        );
+    }
+}
+
 #[test]
 fn mirrors_are_tried_in_order_then_the_upstream() {
     if !common::require_root("mirrors_are_tried_in_order_then_the_upstream") {
@@ -287,15 +299,7 @@ fn mirrors_are_tried_in_order_then_the_upstream() {
         t0.elapsed()
     );
     assert_listed(&root, &format!("{}/library/busybox", upstream.addr));
-    let served = good.requests(repo);
-    assert!(
-        served.iter().any(|s| s.path.contains("/manifests/latest")),
-        "{served:?}"
-    );
-    assert!(
-        served.iter().any(|s| s.path.contains("/blobs/")),
-        "{served:?}"
-    );
+    assert_served_image(&good, repo);
     assert!(upstream.requests(repo).is_empty(), "{:?}", upstream.seen());
 
     // A mirror that is down, then one without the image: the upstream.
@@ -318,15 +322,7 @@ fn mirrors_are_tried_in_order_then_the_upstream() {
     let out = root.pull(&image);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!missing.requests("/manifests/latest").is_empty());
-    let served = upstream.requests(repo);
-    assert!(
-        served.iter().any(|s| s.path.contains("/manifests/latest")),
-        "{served:?}"
-    );
-    assert!(
-        served.iter().any(|s| s.path.contains("/blobs/")),
-        "{served:?}"
-    );
+    assert_served_image(&upstream, repo);
 }
 
 /// busybox's manifest with its layer's media type replaced, served by the
