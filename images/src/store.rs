@@ -8,7 +8,8 @@
 //! <root>/refs/<sha256(ref)>.json image records, written last
 //! <root>/leases/<id>.json       layers a mounted container root uses
 //! <root>/unsynced/<chainid hex> boot id: layer committed, maybe not on disk
-//! <root>/tmp/                   partial blobs and layers (under their lock)
+//! <root>/tmp/                   partial blobs and layers (under their lock;
+//!                               chattr +T, see layer_tmp)
 //! <root>/locks/                 flock files
 //! ```
 //! Everything becomes visible by rename after it is complete, so a process
@@ -112,6 +113,9 @@ impl Store {
             let p = root.join(d);
             fs::create_dir_all(&p).ctx("creating store directory", &p)?;
         }
+        // Layers are unpacked in tmp/: spread them over block groups (see
+        // layer_tmp).
+        let _ = sys::set_topdir(&root.join("tmp"));
         let store = Store {
             root: root.to_path_buf(),
         };
@@ -322,13 +326,28 @@ impl Store {
         })
     }
 
-    /// A fresh, empty temp directory to unpack `chain_id` into, replacing
-    /// what a killed earlier attempt left. Call with the layer's lock held.
+    /// A fresh, empty temp directory to unpack `chain_id` into, after
+    /// removing what killed earlier attempts left. Call with the layer's lock
+    /// held. The name differs per attempt: ext4 places a directory made in
+    /// a top directory (tmp/ is one) by a hash of its name, and on an ext4
+    /// without a journal, creating files among inodes freed in the last
+    /// minutes costs a lookup per freed inode for every file; a new name
+    /// each time lands the layer away from the last attempt's leftovers.
     pub fn layer_tmp(&self, chain_id: &Digest) -> Result<PathBuf> {
-        let p = self.tmp_path(&format!("layer-{}", chain_id.hex()));
-        if fs::symlink_metadata(&p).is_ok() {
-            fs::remove_dir_all(&p).ctx("removing stale partial layer", &p)?;
+        let prefix = format!("layer-{}", chain_id.hex());
+        let dir = self.root.join("tmp");
+        for e in fs::read_dir(&dir).ctx("listing temp files", &dir)? {
+            let e = e.ctx("listing temp files", &dir)?;
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let p = e.path();
+                fs::remove_dir_all(&p).ctx("removing stale partial layer", &p)?;
+            }
         }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let p = dir.join(format!("{prefix}-{}-{nanos}", std::process::id()));
         fs::create_dir(&p).ctx("creating partial layer", &p)?;
         Ok(p)
     }
