@@ -154,8 +154,7 @@ fn readiness_toggles_ready_and_the_ready_conditions() {
     assert_eq!(ready["status"], "False", "{ready}");
     assert_eq!(ready["reason"], "ContainersNotReady");
     assert_eq!(
-        ready["message"],
-        "containers with unready status: [web]",
+        ready["message"], "containers with unready status: [web]",
         "{ready}"
     );
     assert_eq!(condition(&pod, "ContainersReady")["status"], "False");
@@ -205,7 +204,11 @@ fn a_startup_probe_holds_liveness_off_and_kills_past_its_threshold() {
     let t0 = Instant::now();
     let pod = node.pod("slow");
     let s = cstatus(&pod, 0);
-    assert_eq!((s["started"].clone(), s["ready"].clone()), (false.into(), false.into()), "{s}");
+    assert_eq!(
+        (s["started"].clone(), s["ready"].clone()),
+        (false.into(), false.into()),
+        "{s}"
+    );
     assert_eq!(node.row("slow")[1], "0/1");
     node.wait(15, "slow to be started and ready", || {
         let s = cstatus(&node.pod("slow"), 0);
@@ -223,7 +226,7 @@ fn a_startup_probe_holds_liveness_off_and_kills_past_its_threshold() {
     });
     let d = describe(&node, "never");
     for want in [
-        "Startup probe failed: ",
+        "Startup probe failed:",
         "Container main failed startup probe, will be restarted",
     ] {
         assert!(d.contains(want), "no {want:?} in:\n{d}");
@@ -241,19 +244,22 @@ fn tcp_socket_probes_connect_from_the_node() {
     // the port opens after 3 s
     let yaml = format!(
         "{}  containers:\n  - name: main\n    image: {BUSYBOX}\n    \
-         command: [sh, -c, 'sleep 3; mkdir -p /w; exec httpd -f -p 7000 -h /w']\n    \
+         command: [sh, -c, 'sleep 3; mkdir -p /w; httpd -p 7000 -h /w; exec sleep 3600']\n    \
          readinessProbe:\n      tcpSocket: {{port: 7000}}\n      periodSeconds: 1\n      failureThreshold: 1\n",
         head("tcp", 1)
     );
     applied(&node, "tcp.yaml", &yaml);
     assert_eq!(node.row("tcp")[1], "0/1");
     node.wait(15, "READY 1/1", || node.row("tcp")[1] == "1/1");
-    let ip = node.pod("tcp")["status"]["podIP"].as_str().unwrap().to_string();
+    let ip = node.pod("tcp")["status"]["podIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let d = describe(&node, "tcp");
     let want = format!("Readiness probe failed: dial tcp {ip}:7000: connect: connection refused");
     assert!(d.contains(&want), "no {want:?} in:\n{d}");
     // the server goes away: not ready again
-    node.ok(&["exec", "tcp", "--", "kill", "1"]);
+    node.ok(&["exec", "tcp", "--", "sh", "-c", "kill $(pidof httpd)"]);
     node.wait(15, "READY 0/1 after the server's end", || {
         node.row("tcp")[1] == "0/1"
     });
@@ -263,10 +269,18 @@ fn tcp_socket_probes_connect_from_the_node() {
 /// The test's gRPC health server (tests/fixtures/grpc_health.rs), built
 /// static with rustc so it runs in a busybox container.
 fn grpc_server(dir: &std::path::Path) -> std::path::PathBuf {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/grpc_health.rs");
+    let src =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/grpc_health.rs");
     let out = dir.join("grpc-health");
     let o = Command::new("rustc")
-        .args(["--edition", "2021", "-O", "-C", "target-feature=+crt-static", "-o"])
+        .args([
+            "--edition",
+            "2021",
+            "-O",
+            "-C",
+            "target-feature=+crt-static",
+            "-o",
+        ])
         .arg(&out)
         .arg(&src)
         .output()
@@ -298,7 +312,12 @@ fn grpc_probes_call_the_health_service_in_the_pod() {
     let mut child = node
         .krun()
         .args([
-            "exec", "-i", "grpc", "--", "sh", "-c",
+            "exec",
+            "-i",
+            "grpc",
+            "--",
+            "sh",
+            "-c",
             "cat > /tmp/g.part && chmod 755 /tmp/g.part && mv /tmp/g.part /tmp/grpc-health",
         ])
         .stdin(Stdio::piped())
@@ -313,15 +332,17 @@ fn grpc_probes_call_the_health_service_in_the_pod() {
     assert!(child.wait().unwrap().success());
     // no /tmp/serving: NOT_SERVING, not ready
     node.wait(15, "a NOT_SERVING answer", || {
-        describe(&node, "grpc").contains(
-            "Readiness probe failed: service unhealthy (responded with \"NOT_SERVING\")",
-        )
+        describe(&node, "grpc")
+            .contains("Readiness probe failed: service unhealthy (responded with \"NOT_SERVING\")")
     });
     assert_eq!(node.row("grpc")[1], "0/1");
     node.ok(&["exec", "grpc", "--", "touch", "/tmp/serving"]);
     node.wait(10, "READY 1/1", || node.row("grpc")[1] == "1/1");
     let logs = node.ok(&["logs", "grpc"]);
-    assert!(logs.contains("check service=\"krun.test\" status=SERVING"), "{logs}");
+    assert!(
+        logs.contains("check service=\"krun.test\" status=SERVING"),
+        "{logs}"
+    );
     assert!(logs.contains("check service=\"\" status=SERVING"), "{logs}");
     // the liveness probe (service "") kept the container alive throughout
     assert_eq!(cstatus(&node.pod("grpc"), 0)["restartCount"], 0);
@@ -357,7 +378,10 @@ fn post_start_holds_running_and_its_failure_kills_the_container() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(t0.elapsed() >= Duration::from_secs(3), "{:?}", t0.elapsed());
     assert_eq!(node.row("good")[1..3], ["1/1", "Running"]);
-    assert_eq!(node.ok(&["exec", "good", "--", "cat", "/tmp/hook"]), "hooked\n");
+    assert_eq!(
+        node.ok(&["exec", "good", "--", "cat", "/tmp/hook"]),
+        "hooked\n"
+    );
 
     let bf = node.manifest("bad.yaml", &bad);
     let _ = node.apply(&bf);
@@ -400,7 +424,11 @@ fn pre_stop_runs_before_the_stop_signal_within_the_grace_period() {
     });
     let prev = node.ok(&["logs", "pre", "--previous"]);
     let lines: Vec<&str> = prev.lines().collect();
-    assert_eq!(lines, ["started", "prestop-begin", "prestop-end", "got-term"], "{prev}");
+    assert_eq!(
+        lines,
+        ["started", "prestop-begin", "prestop-end", "got-term"],
+        "{prev}"
+    );
     let last = &cstatus(&node.pod("pre"), 0)["lastState"]["terminated"];
     assert_eq!(last["exitCode"], 0, "the trap's exit: {last}");
 
@@ -422,7 +450,8 @@ fn pre_stop_runs_before_the_stop_signal_within_the_grace_period() {
     delete_clean(&node, "pre");
 }
 
-const SIDECAR: &str = "trap 'echo NAME-term; sleep 1; exit 0' TERM; echo NAME-up; while true; do sleep 0.1; done";
+const SIDECAR: &str =
+    "trap 'echo NAME-term; sleep 1; exit 0' TERM; echo NAME-up; while true; do sleep 0.1; done";
 
 fn sidecar_pod(name: &str, policy: &str, app: &str) -> String {
     let sc = |n: &str| SIDECAR.replace("NAME", n);
@@ -446,22 +475,46 @@ fn sidecars_start_in_order_outlive_the_main_start_and_stop_last() {
     }
     let node = TestNode::new("kpr-side");
     let app = "trap 'echo app-term; exit 0' TERM; echo app-up; while true; do sleep 0.1; done";
-    applied(&node, "side.yaml", &sidecar_pod("side", "Always", app));
+    let f = node.manifest("side.yaml", &sidecar_pod("side", "Always", app));
+    let o = node.apply(&f);
     let row = node.row("side");
-    assert_eq!(row[1..4], ["3/3", "Running", "0"], "{row:?}");
+    assert_eq!(
+        row[1..4],
+        ["3/3", "Running", "0"],
+        "{row:?}\napply: {o:?}\n{}",
+        node.ok(&["get", "pods", "side", "-o", "json"])
+    );
     let pod = node.pod("side");
-    let init = pod["status"]["initContainerStatuses"].as_array().unwrap().clone();
+    let init = pod["status"]["initContainerStatuses"]
+        .as_array()
+        .unwrap()
+        .clone();
     let started = |s: &serde_json::Value| ts(&s["state"]["running"]["startedAt"]);
     let (proxy, logger, setup) = (&init[0], &init[1], &init[2]);
-    assert_eq!(setup["state"]["terminated"]["reason"], "Completed", "{setup}");
+    assert_eq!(
+        setup["state"]["terminated"]["reason"], "Completed",
+        "{setup}"
+    );
     let app_s = cstatus(&pod, 0);
     // in order: proxy, then logger (once its startup probe passed), setup, app
     assert!(started(proxy) <= started(logger), "{pod:#}");
-    assert!(started(logger) <= ts(&setup["state"]["terminated"]["startedAt"]), "{pod:#}");
-    assert!(ts(&setup["state"]["terminated"]["finishedAt"]) <= started(&app_s), "{pod:#}");
+    assert!(
+        started(logger) <= ts(&setup["state"]["terminated"]["startedAt"]),
+        "{pod:#}"
+    );
+    assert!(
+        ts(&setup["state"]["terminated"]["finishedAt"]) <= started(&app_s),
+        "{pod:#}"
+    );
     for s in [proxy, logger] {
-        assert!(s["state"]["running"].is_object() && s["restartCount"] == 0, "{s}");
-        assert_eq!((s["started"].clone(), s["ready"].clone()), (true.into(), true.into()));
+        assert!(
+            s["state"]["running"].is_object() && s["restartCount"] == 0,
+            "{s}"
+        );
+        assert_eq!(
+            (s["started"].clone(), s["ready"].clone()),
+            (true.into(), true.into())
+        );
     }
     // delete: app first, then logger, then proxy; watched while it happens
     let mut del = node
@@ -474,18 +527,28 @@ fn sidecars_start_in_order_outlive_the_main_start_and_stop_last() {
     let deadline = Instant::now() + Duration::from_secs(30);
     while del.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "delete hangs");
-        let out = node.krun().args(["get", "pods", "side", "-o", "json"]).output().unwrap();
+        let out = node
+            .krun()
+            .args(["get", "pods", "side", "-o", "json"])
+            .output()
+            .unwrap();
         if let Ok(pod) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
             let all: Vec<serde_json::Value> = pod["status"]["initContainerStatuses"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .chain(pod["status"]["containerStatuses"].as_array().into_iter().flatten())
+                .chain(
+                    pod["status"]["containerStatuses"]
+                        .as_array()
+                        .into_iter()
+                        .flatten(),
+                )
                 .cloned()
                 .collect();
             for s in all {
                 let name = s["name"].as_str().unwrap_or_default().to_string();
-                if name != "setup" && s["state"]["terminated"].is_object() && !seen.contains(&name) {
+                if name != "setup" && s["state"]["terminated"].is_object() && !seen.contains(&name)
+                {
                     seen.push(name);
                 }
             }
@@ -502,21 +565,33 @@ fn sidecars_start_in_order_outlive_the_main_start_and_stop_last() {
 
 #[test]
 fn a_job_with_sidecars_completes_and_its_sidecars_stop_in_reverse_order() {
-    if !common::require_root("a_job_with_sidecars_completes_and_its_sidecars_stop_in_reverse_order") {
+    if !common::require_root("a_job_with_sidecars_completes_and_its_sidecars_stop_in_reverse_order")
+    {
         return;
     }
     let node = TestNode::new("kpr-job");
-    applied(&node, "job.yaml", &sidecar_pod("job", "Never", "echo app-up; sleep 2; echo app-done"));
-    node.wait(40, "the job to complete", || node.status("job") == "Completed");
+    applied(
+        &node,
+        "job.yaml",
+        &sidecar_pod("job", "Never", "echo app-up; sleep 2; echo app-done"),
+    );
+    // Running while the sidecars stop, Succeeded once they have
+    node.wait(40, "the job to succeed", || {
+        node.pod("job")["status"]["phase"] == "Succeeded"
+    });
     let pod = node.pod("job");
-    assert_eq!(pod["status"]["phase"], "Succeeded", "{pod:#}");
+    assert_eq!(node.status("job"), "Completed");
     let stamp = |c: &str, line: &str| {
         let logs = node.ok(&["logs", "job", "-c", c, "--timestamps"]);
         let l = logs
             .lines()
             .find(|l| l.ends_with(line))
             .unwrap_or_else(|| panic!("no {line} in {c}'s log:\n{logs}"));
-        l.split_whitespace().next().unwrap().parse::<jiff::Timestamp>().unwrap()
+        l.split_whitespace()
+            .next()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .unwrap()
     };
     let app_done = stamp("app", "app-done");
     let logger_term = stamp("logger", "logger-term");

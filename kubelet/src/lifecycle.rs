@@ -142,9 +142,9 @@ pub fn plan(
     // started again, sidecars included, and the sidecars stop, last
     // first (the kubelet's KillPod once no regular container is kept).
     let main_done = !main.is_empty()
-        && main.iter().all(|r| {
-            !running(r) && ended(r).is_some_and(|t| !should_restart(policy, t.exit_code))
-        });
+        && main
+            .iter()
+            .all(|r| !running(r) && ended(r).is_some_and(|t| !should_restart(policy, t.exit_code)));
     if main_done {
         p.plan.stop = sidecars_running_reversed();
         p.plan.finished = p.plan.stop.is_empty();

@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, EnvVar, HTTPGetAction, Pod, PodSpec, Probe, ResourceRequirements, Secret, Volume,
+    ConfigMap, Container, EnvVar, HTTPGetAction, Pod, PodSpec, Probe, ResourceRequirements, Secret,
+    Volume,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -720,7 +721,10 @@ fn http_headers(doc: &DocRef<'_>, path: &str, h: &HTTPGetAction) -> Result {
         if !token {
             return Err(doc.err(
                 format!("{path}.httpHeaders[{i}].name"),
-                invalid(&hd.name, "a valid HTTP header must consist of alphanumeric characters or '-'"),
+                invalid(
+                    &hd.name,
+                    "a valid HTTP header must consist of alphanumeric characters or '-'",
+                ),
             ));
         }
     }

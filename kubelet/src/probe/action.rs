@@ -13,8 +13,15 @@ pub enum Action {
     /// A command in the container, through the OCI runtime's exec.
     Exec(Vec<String>),
     Http(HttpGet),
-    Tcp { host: String, port: u16 },
-    Grpc { host: String, port: u16, service: String },
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    Grpc {
+        host: String,
+        port: u16,
+        service: String,
+    },
     Sleep(Duration),
 }
 
@@ -107,7 +114,10 @@ fn http_get(h: &HTTPGetAction, c: &Container, pod_ip: &str) -> Result<HttpGet, S
         headers.push((hd.name.clone(), hd.value.clone()));
     }
     Ok(HttpGet {
-        https: h.scheme.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("HTTPS")),
+        https: h
+            .scheme
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case("HTTPS")),
         host: host.unwrap_or_else(|| pod_ip.to_string()),
         port: port(&h.port, c)?,
         target: target(h.path.as_deref().unwrap_or("/")),

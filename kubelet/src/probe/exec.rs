@@ -57,7 +57,10 @@ pub fn spawn(
     tag: &str,
 ) -> io::Result<Spawned> {
     if command.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no command given"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no command given",
+        ));
     }
     crate::node::private_dir(scratch)?;
     let pid_file = scratch.join(format!("{tag}.pid"));
@@ -65,7 +68,8 @@ pub fn spawn(
     for f in [&pid_file, &log] {
         let _ = std::fs::remove_file(f);
     }
-    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
     let write2 = write.try_clone()?;
     let child = Command::new(&rt.binary)
         .arg("--root")
@@ -132,7 +136,13 @@ fn poll_in(fds: &[i32], timeout: Duration) -> Vec<bool> {
         })
         .collect();
     // SAFETY: p is a valid array of pollfd for its length.
-    let n = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout.as_millis() as i32) };
+    let n = unsafe {
+        libc::poll(
+            p.as_mut_ptr(),
+            p.len() as libc::nfds_t,
+            timeout.as_millis() as i32,
+        )
+    };
     if n <= 0 {
         return vec![false; fds.len()];
     }
@@ -297,7 +307,10 @@ mod tests {
             probe_outcome(&cmd, Ended::TimedOut),
             Outcome::Failure("command \"cat /tmp/healthy\" timed out".into())
         );
-        assert!(matches!(probe_outcome(&cmd, Ended::Failed("x".into())), Outcome::Error(_)));
+        assert!(matches!(
+            probe_outcome(&cmd, Ended::Failed("x".into())),
+            Outcome::Error(_)
+        ));
         assert_eq!(
             hook_result(&cmd, Ended::Exited(2, b"no".to_vec())),
             Err("command 'cat /tmp/healthy' exited with 2: no".into())
@@ -329,8 +342,18 @@ mod tests {
             cancel: &cancel,
         };
         let cmd = |s: &str| vec!["sh".to_string(), "-c".to_string(), s.to_string()];
-        let s = spawn(&rt, "c1", &cmd("echo out; echo err >&2; exit 3"), dir.path(), "a").unwrap();
-        assert_eq!(wait(s, limits(5000)), Ended::Exited(3, b"out\nerr\n".to_vec()));
+        let s = spawn(
+            &rt,
+            "c1",
+            &cmd("echo out; echo err >&2; exit 3"),
+            dir.path(),
+            "a",
+        )
+        .unwrap();
+        assert_eq!(
+            wait(s, limits(5000)),
+            Ended::Exited(3, b"out\nerr\n".to_vec())
+        );
         let t0 = Instant::now();
         let s = spawn(&rt, "c1", &cmd("sleep 30"), dir.path(), "b").unwrap();
         assert_eq!(wait(s, limits(300)), Ended::TimedOut);

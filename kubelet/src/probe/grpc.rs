@@ -294,7 +294,10 @@ async fn check(mut client: Client, addr: &str, service: &str, timeout: Duration)
             Err(e) => Rpc::Code(13, e),
         },
         Some(c) => Rpc::Code(c, message),
-        None => Rpc::Code(13, "server closed the stream without sending trailers".into()),
+        None => Rpc::Code(
+            13,
+            "server closed the stream without sending trailers".into(),
+        ),
     }
 }
 
@@ -305,10 +308,7 @@ mod tests {
     #[test]
     fn messages_encode_and_decode() {
         assert_eq!(request_message(""), [0, 0, 0, 0, 0]);
-        assert_eq!(
-            request_message("ab"),
-            [0, 0, 0, 0, 4, 0x0a, 2, b'a', b'b']
-        );
+        assert_eq!(request_message("ab"), [0, 0, 0, 0, 4, 0x0a, 2, b'a', b'b']);
         assert_eq!(response_status(&[0, 0, 0, 0, 2, 0x08, 1]), Ok(1));
         assert_eq!(response_status(&[0, 0, 0, 0, 0]), Ok(0));
         // an unknown string field before the status

@@ -35,9 +35,7 @@ pub fn probe(h: &HttpGet, limits: Limits<'_>) -> Outcome {
     let body = String::from_utf8_lossy(&resp.body).into_owned();
     match resp.status {
         200..=299 => Outcome::Success(body),
-        300..=399 => Outcome::Warning(format!(
-            "Probe terminated redirects, Response body: {body}"
-        )),
+        300..=399 => Outcome::Warning(format!("Probe terminated redirects, Response body: {body}")),
         s => Outcome::Failure(format!("HTTP probe failed with statuscode: {s}")),
     }
 }
@@ -53,7 +51,8 @@ pub fn hook(h: &HttpGet, limits: Limits<'_>) -> Result<(), String> {
 pub fn get(h: &HttpGet, user_agent: &str, limits: Limits<'_>) -> Result<Response, String> {
     let mut cur = h.clone();
     for _ in 0..=MAX_REDIRECTS {
-        let resp = once(&cur, user_agent, limits).map_err(|e| format!("Get {:?}: {e}", cur.url()))?;
+        let resp =
+            once(&cur, user_agent, limits).map_err(|e| format!("Get {:?}: {e}", cur.url()))?;
         let redirect = matches!(resp.status, 301 | 302 | 303 | 307 | 308);
         let Some(next) = resp
             .location
@@ -69,7 +68,10 @@ pub fn get(h: &HttpGet, user_agent: &str, limits: Limits<'_>) -> Result<Response
         }
         cur = next;
     }
-    Err(format!("Get {:?}: stopped after {MAX_REDIRECTS} redirects", cur.url()))
+    Err(format!(
+        "Get {:?}: stopped after {MAX_REDIRECTS} redirects",
+        cur.url()
+    ))
 }
 
 /// Where a Location header leads from `cur` (absolute, or a path).
@@ -103,7 +105,10 @@ fn follow(cur: &HttpGet, location: &str) -> Option<HttpGet> {
         },
         _ => (authority, default_port),
     };
-    next.host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    next.host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     next.port = port;
     next.target = super::action::target(path);
     Some(next)
@@ -124,7 +129,11 @@ fn request_bytes(h: &HttpGet, user_agent: &str) -> Vec<u8> {
     if !has("Accept") {
         req.push_str("Accept: */*\r\n");
     }
-    for (n, v) in h.headers.iter().filter(|(n, _)| !n.eq_ignore_ascii_case("Host")) {
+    for (n, v) in h
+        .headers
+        .iter()
+        .filter(|(n, _)| !n.eq_ignore_ascii_case("Host"))
+    {
         req.push_str(&format!("{n}: {v}\r\n"));
     }
     // no keep-alive, as the kubelet's probe transport
@@ -135,7 +144,10 @@ fn request_bytes(h: &HttpGet, user_agent: &str) -> Vec<u8> {
 /// One request and response, the error without Go's `Get "url": ` prefix.
 fn once(h: &HttpGet, user_agent: &str, limits: Limits<'_>) -> Result<Response, String> {
     let timed_out = |e: String| {
-        if limits.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+        if limits
+            .deadline
+            .is_some_and(|d| std::time::Instant::now() >= d)
+        {
             DEADLINE.to_string()
         } else {
             e
@@ -211,7 +223,11 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
     let len = match r.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(format!("net/http: HTTP/1.x transport connection broken: malformed HTTP response: {e}")),
+        Err(e) => {
+            return Err(format!(
+                "net/http: HTTP/1.x transport connection broken: malformed HTTP response: {e}"
+            ))
+        }
     };
     let status = r.code.unwrap_or(0);
     let value = |name: &str| {

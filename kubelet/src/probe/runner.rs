@@ -120,7 +120,13 @@ impl Runner {
             }
             Action::Exec(cmd) => {
                 let tag = format!("exec-{}-{id}", std::process::id());
-                match exec::spawn(&req.exec.runtime, &req.exec.id, cmd, &req.exec.scratch, &tag) {
+                match exec::spawn(
+                    &req.exec.runtime,
+                    &req.exec.id,
+                    cmd,
+                    &req.exec.scratch,
+                    &tag,
+                ) {
                     Ok(s) => {
                         job.child = Some(s.pid());
                         Some(s)
@@ -262,9 +268,9 @@ fn run_network(action: &Action, hook: bool, limits: Limits<'_>) -> Outcome {
             port,
             service,
         } => {
-            let timeout = limits
-                .deadline
-                .map_or(Duration::from_secs(1), |d| d.saturating_duration_since(Instant::now()));
+            let timeout = limits.deadline.map_or(Duration::from_secs(1), |d| {
+                d.saturating_duration_since(Instant::now())
+            });
             grpc::probe(host, *port, service, timeout)
         }
         Action::Exec(_) | Action::Sleep(_) => Outcome::Error("not a network handler".into()),
@@ -294,7 +300,11 @@ mod tests {
             };
             // SAFETY: one valid pollfd.
             unsafe { libc::poll(&mut p, 1, 50) };
-            if let Some((_, o)) = r.collect(Instant::now()).into_iter().find(|(j, _)| *j == id) {
+            if let Some((_, o)) = r
+                .collect(Instant::now())
+                .into_iter()
+                .find(|(j, _)| *j == id)
+            {
                 return o;
             }
             assert!(t0.elapsed() < Duration::from_secs(10));

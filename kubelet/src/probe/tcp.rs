@@ -29,8 +29,13 @@ mod tests {
         };
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        assert_eq!(probe("127.0.0.1", port, limits), Outcome::Success(String::new()));
+        assert_eq!(
+            probe("127.0.0.1", port, limits),
+            Outcome::Success(String::new())
+        );
         drop(l);
-        assert!(matches!(probe("127.0.0.1", port, limits), Outcome::Failure(m) if m.contains("connection refused")));
+        assert!(
+            matches!(probe("127.0.0.1", port, limits), Outcome::Failure(m) if m.contains("connection refused"))
+        );
     }
 }

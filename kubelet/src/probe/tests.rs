@@ -18,7 +18,11 @@ fn fail() -> Outcome {
 }
 
 /// Runs every due probe at `now` with `result(kind)`; the changes.
-fn tick(p: &mut Probes, now: Instant, result: impl Fn(Kind) -> Outcome) -> Vec<(Kind, Vec<Change>)> {
+fn tick(
+    p: &mut Probes,
+    now: Instant,
+    result: impl Fn(Kind) -> Outcome,
+) -> Vec<(Kind, Vec<Change>)> {
     p.due(now)
         .into_iter()
         .map(|k| (k, p.finish(k, &result(k))))
@@ -67,7 +71,9 @@ fn initial_delay_then_every_period() {
 #[test]
 fn a_running_probe_is_not_started_twice() {
     let t0 = Instant::now();
-    let c = container(serde_json::json!({"livenessProbe": {"tcpSocket": {"port": 80}, "periodSeconds": 1}}));
+    let c = container(
+        serde_json::json!({"livenessProbe": {"tcpSocket": {"port": 80}, "periodSeconds": 1}}),
+    );
     let mut p = Probes::new(&c, t0);
     assert_eq!(p.due(t0), [Kind::Liveness]);
     assert!(p.due(t0 + S(5)).is_empty(), "still running");
@@ -116,7 +122,11 @@ fn readiness_needs_success_threshold_and_toggles() {
     }
     assert_eq!(
         changes,
-        [(1, Change::Ready(true)), (2, Change::Ready(false)), (4, Change::Ready(true))]
+        [
+            (1, Change::Ready(true)),
+            (2, Change::Ready(false)),
+            (4, Change::Ready(true))
+        ]
     );
 }
 
@@ -127,7 +137,11 @@ fn errors_do_not_count() {
         "livenessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 1, "failureThreshold": 2}
     }));
     let mut p = Probes::new(&c, t0);
-    let seq = [fail(), Outcome::Error("x".into()), Outcome::Error("x".into())];
+    let seq = [
+        fail(),
+        Outcome::Error("x".into()),
+        Outcome::Error("x".into()),
+    ];
     for (s, r) in seq.iter().enumerate() {
         for (_, ch) in tick(&mut p, t0 + S(s as u64), |_| r.clone()) {
             assert!(ch.is_empty());
@@ -160,7 +174,13 @@ fn startup_holds_liveness_and_readiness_off_until_it_succeeds() {
     let kinds: Vec<Kind> = ran.iter().map(|(k, _)| *k).collect();
     assert_eq!(kinds, [Kind::Liveness, Kind::Readiness]);
     assert_eq!(ran[1].1, [Change::Ready(true)]);
-    let ran = tick(&mut p, t0 + S(5), |k| if k == Kind::Liveness { fail() } else { ok() });
+    let ran = tick(&mut p, t0 + S(5), |k| {
+        if k == Kind::Liveness {
+            fail()
+        } else {
+            ok()
+        }
+    });
     assert_eq!(ran[0], (Kind::Liveness, vec![Change::Kill(Kind::Liveness)]));
 }
 

@@ -87,7 +87,12 @@ impl Read for Timed<'_> {
             let step = self.limits.slice()?;
             self.stream.set_read_timeout(Some(step))?;
             match self.stream.read(buf) {
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
                     continue
                 }
                 r => return r,
@@ -102,7 +107,12 @@ impl Write for Timed<'_> {
             let step = self.limits.slice()?;
             self.stream.set_write_timeout(Some(step))?;
             match self.stream.write(buf) {
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
                     continue
                 }
                 r => return r,

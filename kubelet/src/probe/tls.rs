@@ -77,5 +77,6 @@ pub fn config() -> Result<Arc<ClientConfig>, String> {
 /// The name the server is asked for: an IP address sends no SNI, as Go's
 /// client does.
 pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
-    ServerName::try_from(host.to_string()).map_err(|e| format!("tls: invalid server name {host:?}: {e}"))
+    ServerName::try_from(host.to_string())
+        .map_err(|e| format!("tls: invalid server name {host:?}: {e}"))
 }

@@ -115,7 +115,13 @@ impl Supervisor {
         Duration::from_secs(secs.max(0) as u64)
     }
 
-    fn start_job(&mut self, k: usize, purpose: Purpose, action: Action, deadline: Option<Instant>) -> Option<JobId> {
+    fn start_job(
+        &mut self,
+        k: usize,
+        purpose: Purpose,
+        action: Action,
+        deadline: Option<Instant>,
+    ) -> Option<JobId> {
         let instance = self.slots[k].live.as_ref()?.id.clone();
         let req = Request {
             action,
@@ -211,7 +217,11 @@ impl Supervisor {
                 let c = &self.slots[k].container;
                 let (Some(spec), Some(timing)) = (
                     kind.spec(c),
-                    self.slots[k].health.probes.as_ref().and_then(|p| p.timing(kind)),
+                    self.slots[k]
+                        .health
+                        .probes
+                        .as_ref()
+                        .and_then(|p| p.timing(kind)),
                 ) else {
                     continue;
                 };
@@ -263,7 +273,8 @@ impl Supervisor {
                         stop.pre_stop = None;
                     }
                     if matches!(outcome, Outcome::Failure(_) | Outcome::Error(_)) {
-                        self.events.push(Event::failed_pre_stop_hook(Timestamp::now()));
+                        self.events
+                            .push(Event::failed_pre_stop_hook(Timestamp::now()));
                     }
                     self.step_stops();
                 }
@@ -329,7 +340,8 @@ impl Supervisor {
             self.step_stops();
             return;
         }
-        self.events.push(Event::killing_with(Timestamp::now(), message));
+        self.events
+            .push(Event::killing_with(Timestamp::now(), message));
         let s = &mut self.slots[k];
         if let Some(p) = s.health.probes.as_mut() {
             p.hold();
@@ -348,7 +360,9 @@ impl Supervisor {
             let ip = self.pod_ip.clone().unwrap_or_default();
             match action::for_hook(&h, &c, &ip) {
                 Ok(a) => pre_stop = self.start_job(k, Purpose::PreStop, a, Some(deadline)),
-                Err(_) => self.events.push(Event::failed_pre_stop_hook(Timestamp::now())),
+                Err(_) => self
+                    .events
+                    .push(Event::failed_pre_stop_hook(Timestamp::now())),
             }
         }
         self.slots[k].health.stop = Some(Stop {

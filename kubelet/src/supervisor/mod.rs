@@ -815,7 +815,8 @@ impl Supervisor {
     /// signal), then sidecars one at a time in reverse order, then any
     /// init container; past the deadline everything left gets SIGKILL.
     fn step_delete(&mut self) {
-        let Some((deadline, forced)) = self.deleting.as_ref().map(|d| (d.deadline, d.forced)) else {
+        let Some((deadline, forced)) = self.deleting.as_ref().map(|d| (d.deadline, d.forced))
+        else {
             return;
         };
         let now = Instant::now();

@@ -84,7 +84,10 @@ fn a_host_header_is_the_request_host_and_user_agent_can_be_replaced() {
     assert_eq!(probe(&a, limits(&cancel)), Outcome::Success(String::new()));
     let head = seen.recv().unwrap();
     assert!(head.contains("Host: example.test\r\n"), "{head}");
-    assert!(head.contains("User-Agent: mine\r\n") && !head.contains("kube-probe"), "{head}");
+    assert!(
+        head.contains("User-Agent: mine\r\n") && !head.contains("kube-probe"),
+        "{head}"
+    );
 }
 
 #[test]
@@ -93,7 +96,8 @@ fn redirects_to_the_same_host_are_followed_others_are_a_warning() {
     let (port, seen) = serve(vec![
         "HTTP/1.1 302 Found\r\nLocation: /ready\r\nContent-Length: 0\r\n\r\n".into(),
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nyes\r\n0\r\n\r\n".into(),
-        "HTTP/1.1 301 Moved\r\nLocation: http://192.0.2.1/x\r\nContent-Length: 4\r\n\r\nmove".into(),
+        "HTTP/1.1 301 Moved\r\nLocation: http://192.0.2.1/x\r\nContent-Length: 4\r\n\r\nmove"
+            .into(),
     ]);
     let a = get_action(port, "/");
     assert_eq!(probe(&a, limits(&cancel)), Outcome::Success("yes".into()));
@@ -158,7 +162,8 @@ fn hooks_take_any_answer_but_not_a_refused_connection() {
 #[test]
 fn https_without_verifying_the_certificate() {
     let cancel = AtomicBool::new(false);
-    let cert = rustls::pki_types::CertificateDer::from(include_bytes!("../testdata/cert.der").to_vec());
+    let cert =
+        rustls::pki_types::CertificateDer::from(include_bytes!("../testdata/cert.der").to_vec());
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
         include_bytes!("../testdata/key.der").to_vec().into(),
     );
@@ -179,14 +184,19 @@ fn https_without_verifying_the_certificate() {
         let mut tls = rustls::Stream::new(&mut conn, &mut s);
         let mut buf = [0u8; 4096];
         let n = tls.read(&mut buf).unwrap();
-        tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).unwrap();
-        tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecure").unwrap();
+        tx.send(String::from_utf8_lossy(&buf[..n]).into_owned())
+            .unwrap();
+        tls.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecure")
+            .unwrap();
         tls.flush().unwrap();
         tls.conn.send_close_notify();
         let _ = tls.flush();
     });
     let mut a = get_action(port, "/tls");
     a.https = true;
-    assert_eq!(probe(&a, limits(&cancel)), Outcome::Success("secure".into()));
+    assert_eq!(
+        probe(&a, limits(&cancel)),
+        Outcome::Success("secure".into())
+    );
     assert!(rx.recv().unwrap().starts_with("GET /tls HTTP/1.1"));
 }
