@@ -322,6 +322,89 @@ mod tests {
         assert_eq!(percent_decode("100%"), "100%");
     }
 
+    /// A health server on h2's own HTTP/2 server: `answer(service)` gives
+    /// the grpc-status and, for OK, the health status.
+    fn serve(answer: fn(&str) -> (u32, u8)) -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        l.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::from_std(l).unwrap();
+                loop {
+                    let Ok((sock, _)) = l.accept().await else {
+                        return;
+                    };
+                    tokio::spawn(async move {
+                        let mut conn = h2::server::handshake(sock).await.unwrap();
+                        while let Some(Ok((req, mut respond))) = conn.accept().await {
+                            assert_eq!(req.uri().path(), "/grpc.health.v1.Health/Check");
+                            let ua = req.headers()["user-agent"].to_str().unwrap().to_string();
+                            assert_eq!(ua, crate::probe::user_agent());
+                            let mut body = req.into_body();
+                            let mut msg = Vec::new();
+                            while let Some(Ok(c)) = body.data().await {
+                                msg.extend_from_slice(&c);
+                            }
+                            let service = String::from_utf8_lossy(msg.get(7..).unwrap_or_default())
+                                .into_owned();
+                            let (code, status) = answer(&service);
+                            let head = http::Response::builder()
+                                .header("content-type", "application/grpc");
+                            if code != 0 {
+                                let resp = head
+                                    .header("grpc-status", code.to_string())
+                                    .header("grpc-message", "unknown%20service")
+                                    .body(())
+                                    .unwrap();
+                                respond.send_response(resp, true).unwrap();
+                                continue;
+                            }
+                            let mut send = respond
+                                .send_response(head.body(()).unwrap(), false)
+                                .unwrap();
+                            send.send_data(Bytes::from(vec![0, 0, 0, 0, 2, 0x08, status]), false)
+                                .unwrap();
+                            let mut t = http::HeaderMap::new();
+                            t.insert("grpc-status", "0".parse().unwrap());
+                            send.send_trailers(t).unwrap();
+                        }
+                    });
+                }
+            });
+        });
+        port
+    }
+
+    #[test]
+    fn serving_not_serving_and_unknown_services() {
+        let port = serve(|service| match service {
+            "" => (0, 1),
+            "db" => (0, 2),
+            _ => (5, 0),
+        });
+        let t = Duration::from_secs(2);
+        assert_eq!(
+            probe("127.0.0.1", port, "", t),
+            Outcome::Success("service healthy".into())
+        );
+        assert_eq!(
+            probe("127.0.0.1", port, "db", t),
+            Outcome::Failure("service unhealthy (responded with \"NOT_SERVING\")".into())
+        );
+        assert_eq!(
+            probe("127.0.0.1", port, "nope", t),
+            Outcome::Failure(
+                "error: health rpc probe failed: rpc error: code = NotFound desc = unknown service"
+                    .into()
+            )
+        );
+    }
+
     #[test]
     fn nothing_listening_is_the_kubelets_connect_timeout() {
         let port = {

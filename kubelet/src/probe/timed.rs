@@ -81,43 +81,41 @@ pub fn connect<'a>(host: &str, port: u16, limits: Limits<'a>) -> Result<Timed<'a
     Err(dial(last))
 }
 
-impl Read for Timed<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl Timed<'_> {
+    /// One blocking socket step, retried in slices until the deadline.
+    fn step<T>(
+        &mut self,
+        mut op: impl FnMut(&mut TcpStream, Duration) -> io::Result<T>,
+    ) -> io::Result<T> {
         loop {
-            let step = self.limits.slice()?;
-            self.stream.set_read_timeout(Some(step))?;
-            match self.stream.read(buf) {
+            let slice = self.limits.slice()?;
+            match op(&mut self.stream, slice) {
                 Err(e)
                     if matches!(
                         e.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    continue
-                }
+                    ) => {}
                 r => return r,
             }
         }
     }
 }
 
+impl Read for Timed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.step(|s, slice| {
+            s.set_read_timeout(Some(slice))?;
+            s.read(buf)
+        })
+    }
+}
+
 impl Write for Timed<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        loop {
-            let step = self.limits.slice()?;
-            self.stream.set_write_timeout(Some(step))?;
-            match self.stream.write(buf) {
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    continue
-                }
-                r => return r,
-            }
-        }
+        self.step(|s, slice| {
+            s.set_write_timeout(Some(slice))?;
+            s.write(buf)
+        })
     }
 
     fn flush(&mut self) -> io::Result<()> {
