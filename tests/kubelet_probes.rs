@@ -272,7 +272,15 @@ fn grpc_server(dir: &std::path::Path) -> std::path::PathBuf {
     let src =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/grpc_health.rs");
     let out = dir.join("grpc-health");
-    let o = Command::new("rustc")
+    // the rustc of the toolchain running the tests: RUSTC, or beside CARGO
+    let rustc = std::env::var_os("RUSTC")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            let cargo = std::path::PathBuf::from(std::env::var_os("CARGO")?);
+            Some(cargo.with_file_name("rustc")).filter(|p| p.exists())
+        })
+        .unwrap_or_else(|| "rustc".into());
+    let o = Command::new(rustc)
         .args([
             "--edition",
             "2021",
@@ -382,6 +390,20 @@ fn post_start_holds_running_and_its_failure_kills_the_container() {
         node.ok(&["exec", "good", "--", "cat", "/tmp/hook"]),
         "hooked\n"
     );
+
+    // the sleep handler holds the start too
+    let nap = format!(
+        "{}  containers:\n  - name: main\n    image: {BUSYBOX}\n    command: [sleep, '3600']\n    \
+         lifecycle:\n      postStart:\n        sleep: {{seconds: 2}}\n",
+        head("nap", 1)
+    );
+    let nf = node.manifest("nap.yaml", &nap);
+    let t0 = Instant::now();
+    let o = node.apply(&nf);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(t0.elapsed() >= Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert_eq!(node.row("nap")[1..3], ["1/1", "Running"]);
+    delete_clean(&node, "nap");
 
     let bf = node.manifest("bad.yaml", &bad);
     let _ = node.apply(&bf);
@@ -605,4 +627,50 @@ fn a_job_with_sidecars_completes_and_its_sidecars_stop_in_reverse_order() {
         assert_eq!(s["restartCount"], 0, "not restarted: {s}");
     }
     delete_clean(&node, "job");
+}
+
+#[test]
+fn slow_probes_time_out_without_holding_the_others_back() {
+    if !common::require_root("slow_probes_time_out_without_holding_the_others_back") {
+        return;
+    }
+    let node = TestNode::new("kpr-slow");
+    // three containers whose readiness commands outlast their 1 s timeout,
+    // and one whose probe answers at once: it is ready all the same
+    let mut yaml = format!("{}  containers:\n", head("slow", 1));
+    for i in 0..3 {
+        yaml.push_str(&format!(
+            "  - name: slow{i}\n    image: {BUSYBOX}\n    command: [sleep, '3600']\n    \
+             readinessProbe:\n      exec: {{command: [sleep, '5']}}\n      periodSeconds: 1\n      timeoutSeconds: 1\n"
+        ));
+    }
+    yaml.push_str(&format!(
+        "  - name: fast\n    image: {BUSYBOX}\n    command: [sleep, '3600']\n    \
+         readinessProbe:\n      exec: {{command: ['true']}}\n      periodSeconds: 1\n"
+    ));
+    applied(&node, "slow.yaml", &yaml);
+    node.wait(10, "fast to be ready", || {
+        cstatus(&node.pod("slow"), 3)["ready"] == true
+    });
+    assert_eq!(node.row("slow")[1], "1/4");
+    node.wait(15, "the timeouts", || {
+        describe(&node, "slow").contains("Readiness probe failed: command \"sleep 5\" timed out")
+    });
+    // the timed-out commands were killed, not left to run on
+    let pod = node.pod("slow");
+    let sleeps = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("cmdline")).ok())
+        .filter(|c| c == "sleep\u{0}5\u{0}")
+        .count();
+    assert!(sleeps <= 3, "{sleeps} probe commands left running; {pod:#}");
+    // the supervisor still answers at once
+    let t0 = Instant::now();
+    delete_clean(&node, "slow");
+    assert!(
+        t0.elapsed() < Duration::from_secs(8),
+        "delete took {:?}",
+        t0.elapsed()
+    );
 }
