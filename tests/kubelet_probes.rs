@@ -266,6 +266,38 @@ fn tcp_socket_probes_connect_from_the_node() {
     delete_clean(&node, "tcp");
 }
 
+#[test]
+fn probes_of_a_host_network_pod_go_to_the_node_address() {
+    if !common::require_root("probes_of_a_host_network_pod_go_to_the_node_address") {
+        return;
+    }
+    let node = TestNode::new("kpr-host");
+    // a free port on the host
+    let port = {
+        let l = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let yaml = format!(
+        "{}  hostNetwork: true\n  containers:\n  - name: main\n    image: {BUSYBOX}\n    \
+         command: [sh, -c, 'mkdir -p /tmp/w && echo up > /tmp/w/up && exec httpd -f -p {port} -h /tmp/w']\n    \
+         readinessProbe:\n      httpGet: {{path: /up, port: {port}}}\n      periodSeconds: 1\n",
+        head("hostnet", 1)
+    );
+    applied(&node, "hostnet.yaml", &yaml);
+    node.wait(15, "READY 1/1", || node.row("hostnet")[1] == "1/1");
+    let pod = node.pod("hostnet");
+    // the pod's address is the node's, and the probe went there
+    assert_eq!(pod["status"]["podIP"], pod["status"]["hostIP"], "{pod:#}");
+    node.ok(&["exec", "hostnet", "--", "rm", "/tmp/w/up"]);
+    node.wait(10, "READY 0/1", || node.row("hostnet")[1] == "0/1");
+    let d = describe(&node, "hostnet");
+    assert!(
+        d.contains("Readiness probe failed: HTTP probe failed with statuscode: 404"),
+        "{d}"
+    );
+    delete_clean(&node, "hostnet");
+}
+
 /// The test's gRPC health server (tests/fixtures/grpc_health.rs), built
 /// static with rustc so it runs in a busybox container.
 fn grpc_server(dir: &std::path::Path) -> std::path::PathBuf {

@@ -165,11 +165,11 @@ impl Supervisor {
                 let job = self.start_job(k, Purpose::PostStart, a, None);
                 self.slots[k].health.post_start = job;
             }
-            Err(e) => self.post_start_failed(k, &e),
+            Err(_) => self.post_start_failed(k),
         }
     }
 
-    fn post_start_failed(&mut self, k: usize, _why: &str) {
+    fn post_start_failed(&mut self, k: usize) {
         let now = Timestamp::now();
         let s = &mut self.slots[k];
         s.health.post_start = None;
@@ -265,7 +265,8 @@ impl Supervisor {
                                 s.record.ready = p.ready();
                             }
                         }
-                        Outcome::Failure(e) | Outcome::Error(e) => self.post_start_failed(k, &e),
+                        // as the kubelet, the hook's message stays out of the event
+                        Outcome::Failure(_) | Outcome::Error(_) => self.post_start_failed(k),
                     }
                 }
                 Purpose::PreStop => {
