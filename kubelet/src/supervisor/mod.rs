@@ -807,6 +807,13 @@ impl Supervisor {
                     forced: secs == 0,
                     waiters: waiter.into_iter().collect(),
                 });
+                // as the kubelet: no liveness or startup kills while the
+                // pod terminates; readiness goes on
+                for s in &mut self.slots {
+                    if let Some(p) = s.health.probes.as_mut() {
+                        p.hold();
+                    }
+                }
             }
         }
     }
