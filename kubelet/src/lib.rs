@@ -15,14 +15,17 @@ pub mod node;
 pub mod oci_runtime;
 pub mod output;
 pub mod pause;
+pub mod pod_cgroup;
 pub mod podfiles;
 pub mod pods;
 pub mod podstate;
+pub mod qos;
 pub mod sandbox;
 pub mod spec;
 pub mod status;
 pub mod supervisor;
 pub mod tabwriter;
+pub mod volumes;
 
 /// The OCI types the spec and runtime APIs take, re-exported so callers
 /// use the same version.

@@ -11,10 +11,11 @@ mod signal;
 mod user;
 
 pub use env::{container_env, merge as merge_env, secret_data, Objects, DEFAULT_PATH};
+pub(crate) use env::{field_value, resource_value};
 pub use expand::expand;
 pub use resources::{
     linux_resources, milli_cpu_to_quota, milli_cpu_to_shares, swap_controller_available,
-    QUOTA_PERIOD,
+    MIN_SHARES, QUOTA_PERIOD,
 };
 pub use security::{all_capabilities, effective as effective_security, verify_run_as_non_root};
 pub use signal::parse as parse_signal;
