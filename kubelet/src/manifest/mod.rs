@@ -5,6 +5,7 @@
 //! the file's non-empty documents, and its kind and name) and the field path.
 
 pub mod defaults;
+mod security;
 mod unknown;
 mod validate;
 

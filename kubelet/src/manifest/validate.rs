@@ -125,7 +125,7 @@ fn pod_spec(doc: &DocRef<'_>, spec: &PodSpec) -> Result {
             "ShareProcessNamespace and HostPID cannot both be enabled",
         ));
     }
-    let volumes = volumes(doc, spec.volumes.as_deref().unwrap_or_default())?;
+    let volumes = volumes(doc, spec.volumes.as_deref().unwrap_or_default(), spec)?;
 
     let host_network = spec.host_network == Some(true);
     let mut names: HashMap<&str, String> = HashMap::new();
@@ -170,10 +170,10 @@ fn pod_spec(doc: &DocRef<'_>, spec: &PodSpec) -> Result {
             }
         }
     }
-    Ok(())
+    super::security::pod(doc, spec)
 }
 
-fn volumes<'a>(doc: &DocRef<'_>, list: &'a [Volume]) -> Result<HashSet<&'a str>> {
+fn volumes<'a>(doc: &DocRef<'_>, list: &'a [Volume], spec: &PodSpec) -> Result<HashSet<&'a str>> {
     let mut seen = HashSet::new();
     for (i, v) in list.iter().enumerate() {
         let path = format!("spec.volumes[{i}]");
@@ -269,6 +269,7 @@ fn volumes<'a>(doc: &DocRef<'_>, list: &'a [Volume]) -> Result<HashSet<&'a str>>
                 return Err(doc.err(format!("{path}.secret.secretName"), REQUIRED));
             }
         }
+        super::security::volume_source(doc, &path, v, spec)?;
     }
     Ok(seen)
 }

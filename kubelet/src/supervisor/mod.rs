@@ -11,6 +11,7 @@
 
 pub(crate) mod container;
 pub mod control;
+mod podsetup;
 
 use std::fs::File;
 use std::io::Write;
@@ -174,6 +175,8 @@ struct Supervisor {
     pull_opts: Option<PullOptions>,
     /// PID 1 of the pod's shared PID namespace (shareProcessNamespace).
     pause: Option<Pause>,
+    /// The pod cgroup and volumes.
+    setup: podsetup::PodSetup,
 }
 
 fn node_facts(name: &str) -> NodeFacts {
@@ -251,6 +254,7 @@ pub fn run(paths: NodePaths, uid: &str) -> Result<(), SupervisorError> {
         tokio: None,
         pull_opts: None,
         pause: None,
+        setup: Default::default(),
         node,
         desired,
     };
@@ -396,6 +400,9 @@ impl Supervisor {
             return;
         }
         if self.completed {
+            return;
+        }
+        if !self.ensure_pod_setup() {
             return;
         }
         if self.sandbox.is_none() {
@@ -646,9 +653,14 @@ impl Supervisor {
         if self.slots[k].live.is_some() || self.slots[k].retry_at.is_some_and(|t| t > now) {
             return;
         }
-        let (Some(sb), Some(files)) = (self.sandbox.clone(), self.pod_files.clone()) else {
+        let (Some(sb), Some(files), Some(volumes)) = (
+            self.sandbox.clone(),
+            self.pod_files.clone(),
+            self.setup.volumes.clone(),
+        ) else {
             return;
         };
+        let oom_score_adj = self.oom_score_adj(k);
         let image = match self.ensure_image(k) {
             Ok(rec) => rec,
             Err(w) => {
@@ -691,6 +703,9 @@ impl Supervisor {
                 },
                 id,
                 restart: restart.max(0) as u32,
+                volumes: &volumes,
+                oom_score_adj,
+                seccomp_dir: &self.node.paths.seccomp_dir(),
             };
             container::start(&inputs)
         };
@@ -845,6 +860,7 @@ impl Supervisor {
             }
         }
         consider(self.sandbox_retry.filter(|_| self.sandbox.is_none()));
+        consider(self.setup.retry_at);
         let mut d = wake.map_or(Duration::from_secs(3600), |w| backoff::elapsed(now, w));
         if let Some(del) = &self.deleting {
             d = d.min(del.deadline.saturating_duration_since(Instant::now()));
