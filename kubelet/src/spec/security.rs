@@ -56,10 +56,25 @@ const ALL_CAPABILITIES: &[&str] = &[
     "CHECKPOINT_RESTORE",
 ];
 
+/// What privileged and "ALL" grant: every capability this process may
+/// hand on (its bounding set), as containerd's WithAllCurrentCapabilities;
+/// asking for more would make the runtime's capset fail (a host whose
+/// root lacks CAP_SYS_RESOURCE, say). The names are in the kernel's
+/// numbering order, so a name's index is its bit.
 pub fn all_capabilities() -> Vec<Capability> {
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
     ALL_CAPABILITIES
         .iter()
-        .filter_map(|n| Capability::from_str(n).ok())
+        .enumerate()
+        .filter(|(bit, _)| bounding & (1u64 << bit) != 0)
+        .filter_map(|(_, n)| Capability::from_str(n).ok())
         .collect()
 }
 
