@@ -45,7 +45,10 @@ fn run_as_non_root_refuses_a_root_image() {
     // with a non-root user it runs
     let f = node.manifest(
         "user.yaml",
-        &yaml.replace("{runAsNonRoot: true}", "{runAsNonRoot: true, runAsUser: 1000}"),
+        &yaml.replace(
+            "{runAsNonRoot: true}",
+            "{runAsNonRoot: true, runAsUser: 1000}",
+        ),
     );
     let o = node.apply(&f);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -104,11 +107,7 @@ fn runtime_default_seccomp_blocks_unshare_and_keyctl() {
     std::fs::create_dir_all(&tools).unwrap();
     let probe = tools.join("keyctl-probe");
     std::fs::write(&probe, keyctl_probe()).unwrap();
-    std::fs::set_permissions(
-        &probe,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    std::fs::set_permissions(&probe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     // the probe itself works: on the host keyctl is allowed
     let rc = std::process::Command::new(&probe).status().unwrap().code();
     assert_ne!(rc, Some(1), "keyctl is refused on the host itself");
@@ -146,7 +145,11 @@ fn runtime_default_seccomp_blocks_unshare_and_keyctl() {
     let (rc, out) = run("confined", "unshare -U true");
     assert_ne!(rc, Some(0), "{out}");
     assert!(out.contains("Operation not permitted"), "{out}");
-    assert_eq!(run("confined", "/tools/keyctl-probe; echo rc=$?").1, "rc=1\n", "EPERM");
+    assert_eq!(
+        run("confined", "/tools/keyctl-probe; echo rc=$?").1,
+        "rc=1\n",
+        "EPERM"
+    );
     let (rc, out) = run("open", "unshare -U true && echo ok");
     assert_eq!((rc, out.as_str()), (Some(0), "ok\n"));
     let open = run("open", "/tools/keyctl-probe; echo rc=$?").1;
@@ -221,7 +224,11 @@ fn capabilities_privileged_read_only_root_and_sysctls() {
     assert_eq!(status("minimal", "CapEff"), format!("{:016x}", 1u64 << 10));
     assert_eq!(status("minimal", "NoNewPrivs"), "1");
     assert_eq!(status("default", "NoNewPrivs"), "0");
-    assert_eq!(status("default", "CapEff"), "00000000a80425fb", "Docker's default set");
+    assert_eq!(
+        status("default", "CapEff"),
+        "00000000a80425fb",
+        "Docker's default set"
+    );
     let host_bnd = std::fs::read_to_string("/proc/self/status")
         .unwrap()
         .lines()
@@ -229,23 +236,47 @@ fn capabilities_privileged_read_only_root_and_sysctls() {
         .unwrap();
     let priv_eff = u64::from_str_radix(&status("priv", "CapEff"), 16).unwrap();
     let host = u64::from_str_radix(&host_bnd, 16).unwrap();
-    assert_eq!(priv_eff & host, host, "privileged has every capability the host has");
+    assert_eq!(
+        priv_eff & host,
+        host,
+        "privileged has every capability the host has"
+    );
     let o = node.out(&["exec", "caps", "-c", "minimal", "--", "touch", "/x"]);
-    assert!(stderr(&o).contains("Read-only file system"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Read-only file system"),
+        "{}",
+        stderr(&o)
+    );
     node.sh("caps", "priv", "touch /x");
     // the pod's sysctl, in the pod's network namespace only
     assert_eq!(
-        node.sh("caps", "default", "cat /proc/sys/net/ipv4/ip_unprivileged_port_start"),
+        node.sh(
+            "caps",
+            "default",
+            "cat /proc/sys/net/ipv4/ip_unprivileged_port_start"
+        ),
         "80\n"
     );
-    let o = node.out(&["exec", "caps", "-c", "minimal", "--", "sh", "-c", "echo 1 > /proc/sys/kernel/domainname"]);
+    let o = node.out(&[
+        "exec",
+        "caps",
+        "-c",
+        "minimal",
+        "--",
+        "sh",
+        "-c",
+        "echo 1 > /proc/sys/kernel/domainname",
+    ]);
     assert!(!o.status.success(), "/proc/sys is read-only");
     node.delete_and_scan("caps");
 
     // an unsafe sysctl is refused before anything starts
     let f = node.manifest(
         "unsafe.yaml",
-        &yaml.replace("net.ipv4.ip_unprivileged_port_start, value: '80'", "kernel.msgmax, value: '1'"),
+        &yaml.replace(
+            "net.ipv4.ip_unprivileged_port_start, value: '80'",
+            "kernel.msgmax, value: '1'",
+        ),
     );
     let o = node.apply(&f);
     assert!(!o.status.success());
@@ -328,7 +359,8 @@ fn qos_classes_and_their_cgroups() {
     ] {
         let d = node.ok(&["describe", "pod", pod]);
         assert!(
-            d.lines().any(|l| l.starts_with("QoS Class:") && l.trim_end().ends_with(class)),
+            d.lines()
+                .any(|l| l.starts_with("QoS Class:") && l.trim_end().ends_with(class)),
             "{d}"
         );
         let y = node.ok(&["get", "pods", pod, "-o", "yaml"]);
@@ -350,10 +382,16 @@ fn qos_classes_and_their_cgroups() {
         assert_eq!(cgroup_v1(&g, "cpu.shares", "cpu"), "768");
         assert_eq!(cgroup_v1(&g, "cpu.cfs_period_us", "cpu"), "100000");
         assert_eq!(cgroup_v1(&g, "cpu.cfs_quota_us", "cpu"), "75000");
-        assert_eq!(cgroup_v1(&g, "memory.limit_in_bytes", "memory"), (96u64 << 20).to_string());
+        assert_eq!(
+            cgroup_v1(&g, "memory.limit_in_bytes", "memory"),
+            (96u64 << 20).to_string()
+        );
         assert_eq!(cgroup_v1(&b, "cpu.shares", "cpu"), "102");
         assert_eq!(cgroup_v1(&b, "cpu.cfs_quota_us", "cpu"), "-1");
-        assert_eq!(cgroup_v1(&b, "memory.limit_in_bytes", "memory"), (512u64 << 20).to_string());
+        assert_eq!(
+            cgroup_v1(&b, "memory.limit_in_bytes", "memory"),
+            (512u64 << 20).to_string()
+        );
         assert_eq!(cgroup_v1(&e, "cpu.shares", "cpu"), "2");
         assert_eq!(cgroup_v1(&e, "cpu.cfs_quota_us", "cpu"), "-1");
         // each container's own cgroup, read from inside (its cgroup namespace)
@@ -362,13 +400,23 @@ fn qos_classes_and_their_cgroups() {
             format!("512\n50000\n{}\n", 64u64 << 20)
         );
         assert_eq!(
-            node.sh("guaranteed", "b", "cat /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpu/cpu.cfs_quota_us"),
+            node.sh(
+                "guaranteed",
+                "b",
+                "cat /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpu/cpu.cfs_quota_us"
+            ),
             "256\n25000\n"
         );
-        assert_eq!(node.sh("burstable", "a", "cat /sys/fs/cgroup/cpu/cpu.shares"), "102\n");
+        assert_eq!(
+            node.sh("burstable", "a", "cat /sys/fs/cgroup/cpu/cpu.shares"),
+            "102\n"
+        );
         // the containers are under the pod cgroup
         let procs = cgroup_v1(&g, "cgroup.procs", "memory");
-        assert!(procs.is_empty(), "processes sit in the containers' cgroups: {procs}");
+        assert!(
+            procs.is_empty(),
+            "processes sit in the containers' cgroups: {procs}"
+        );
         let children = std::fs::read_dir(format!("/sys/fs/cgroup/memory/{g}"))
             .unwrap()
             .flatten()
@@ -381,10 +429,21 @@ fn qos_classes_and_their_cgroups() {
         .unwrap()
         .lines()
         .find_map(|l| l.strip_prefix("MemTotal:"))
-        .map(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap() * 1024)
+        .map(|v| {
+            v.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .unwrap()
+                * 1024
+        })
         .unwrap();
     let burst = (1000 - (1000 * (256u64 << 20) / mem_total) as i32).clamp(3, 999);
-    for (pod, wanted) in [("guaranteed", -997), ("burstable", burst), ("besteffort", 1000)] {
+    for (pod, wanted) in [
+        ("guaranteed", -997),
+        ("burstable", burst),
+        ("besteffort", 1000),
+    ] {
         let got = node.sh(pod, "a", "cat /proc/1/oom_score_adj");
         assert_eq!(got.trim(), expected_oom(wanted).to_string(), "{pod}");
     }

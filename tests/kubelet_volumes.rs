@@ -72,13 +72,24 @@ fn config_map_secret_and_downward_api_files() {
     );
 
     // configMap: content, modes (item mode over defaultMode), the layout
-    assert_eq!(node.sh("files", "app", "cat /etc/app/conf/app.conf"), "mode=fast\n");
     assert_eq!(
-        node.sh("files", "app", "stat -L -c %a /etc/app/conf/app.conf /etc/app/motd"),
+        node.sh("files", "app", "cat /etc/app/conf/app.conf"),
+        "mode=fast\n"
+    );
+    assert_eq!(
+        node.sh(
+            "files",
+            "app",
+            "stat -L -c %a /etc/app/conf/app.conf /etc/app/motd"
+        ),
         "400\n440\n"
     );
     assert_eq!(
-        node.sh("files", "app", "readlink /etc/app/conf; readlink /etc/app/motd"),
+        node.sh(
+            "files",
+            "app",
+            "readlink /etc/app/conf; readlink /etc/app/motd"
+        ),
         "..data/conf\n..data/motd\n"
     );
     let data = node.sh("files", "app", "readlink /etc/app/..data");
@@ -90,7 +101,10 @@ fn config_map_secret_and_downward_api_files() {
     // secret: decoded data and stringData, on a tmpfs, mode 0644
     assert_eq!(node.sh("files", "app", "cat /etc/creds/password"), "s3cr3t");
     assert_eq!(node.sh("files", "app", "cat /etc/creds/user"), "admin");
-    assert_eq!(node.sh("files", "app", "stat -L -c %a /etc/creds/user"), "644\n");
+    assert_eq!(
+        node.sh("files", "app", "stat -L -c %a /etc/creds/user"),
+        "644\n"
+    );
     let mounts = node.sh("files", "app", "cat /proc/mounts");
     let line = |dest: &str| {
         mounts
@@ -99,9 +113,20 @@ fn config_map_secret_and_downward_api_files() {
             .unwrap_or_else(|| panic!("no mount on {dest}:\n{mounts}"))
             .to_string()
     };
-    assert!(line("/etc/creds").starts_with("tmpfs "), "{}", line("/etc/creds"));
-    assert!(line("/etc/creds").contains(" ro,"), "{}", line("/etc/creds"));
-    assert!(line("/etc/app").contains(" ro,"), "configMaps are read-only");
+    assert!(
+        line("/etc/creds").starts_with("tmpfs "),
+        "{}",
+        line("/etc/creds")
+    );
+    assert!(
+        line("/etc/creds").contains(" ro,"),
+        "{}",
+        line("/etc/creds")
+    );
+    assert!(
+        line("/etc/app").contains(" ro,"),
+        "configMaps are read-only"
+    );
     // downward API files as the kubelet writes them
     assert_eq!(
         node.sh("files", "app", "cat /etc/podinfo/labels"),
@@ -117,7 +142,11 @@ fn config_map_secret_and_downward_api_files() {
     for path in ["/etc/app/new", "/etc/creds/new", "/ro/new"] {
         let o = node.out(&["exec", "files", "--", "touch", path]);
         assert!(!o.status.success(), "{path} was writable");
-        assert!(stderr(&o).contains("Read-only file system"), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("Read-only file system"),
+            "{}",
+            stderr(&o)
+        );
     }
     // on the node, where the kubelet keeps them
     let uid = node.uid("files");
@@ -125,7 +154,10 @@ fn config_map_secret_and_downward_api_files() {
     assert!(vols.join("kubernetes.io~configmap/cfg/..data").exists());
     assert!(vols.join("kubernetes.io~secret/sec/password").exists());
     let describe = node.ok(&["describe", "pod", "files"]);
-    assert!(describe.contains("ConfigMap (a volume populated by a ConfigMap)"), "{describe}");
+    assert!(
+        describe.contains("ConfigMap (a volume populated by a ConfigMap)"),
+        "{describe}"
+    );
     node.delete_and_scan("files");
     assert!(!node.root().join("pods").join(&uid).exists());
 }
@@ -159,11 +191,23 @@ fn empty_dirs_shared_and_in_memory() {
     let cols: Vec<&str> = df.split_whitespace().collect();
     assert_eq!((cols[0], cols[1]), ("tmpfs", "16384"), "{df}");
     let o = node.out(&[
-        "exec", "scratch", "-c", "writer", "--", "dd", "if=/dev/zero", "of=/mem/big", "bs=1M",
+        "exec",
+        "scratch",
+        "-c",
+        "writer",
+        "--",
+        "dd",
+        "if=/dev/zero",
+        "of=/mem/big",
+        "bs=1M",
         "count=20",
     ]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("No space left on device"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("No space left on device"),
+        "{}",
+        stderr(&o)
+    );
     let uid = node.uid("scratch");
     let host = node
         .root()
@@ -202,10 +246,18 @@ fn host_path_types_and_failed_mounts() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(host.join("made/here").is_dir());
     assert!(host.join("new-file").is_file());
-    node.sh("hp", "app", "echo written > /dir/out; echo more > /new-file; echo > /dev-null");
+    node.sh(
+        "hp",
+        "app",
+        "echo written > /dir/out; echo more > /new-file; echo > /dev-null",
+    );
     assert_eq!(node.sh("hp", "app", "cat /file"), "host file\n");
     let o = node.out(&["exec", "hp", "--", "sh", "-c", "echo x > /file"]);
-    assert!(stderr(&o).contains("Read-only file system"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Read-only file system"),
+        "{}",
+        stderr(&o)
+    );
 
     // a type check that fails: FailedMount, as the kubelet reports it
     let bad = format!(
@@ -227,15 +279,26 @@ fn host_path_types_and_failed_mounts() {
     assert_eq!(node.status("bad"), "ContainerCreating");
     let describe = node.ok(&["describe", "pod", "bad"]);
     assert!(
-        describe.contains("Warning") && describe.contains("FailedMount") && describe.contains(&want),
+        describe.contains("Warning")
+            && describe.contains("FailedMount")
+            && describe.contains(&want),
         "{describe}"
     );
     node.delete_and_scan("bad");
     node.delete_and_scan("hp");
     // hostPath contents are the host's: left as they are
-    assert_eq!(std::fs::read_to_string(host.join("dir/out")).unwrap(), "written\n");
-    assert_eq!(std::fs::read_to_string(host.join("new-file")).unwrap(), "more\n");
-    assert_eq!(std::fs::read_to_string(host.join("file")).unwrap(), "host file\n");
+    assert_eq!(
+        std::fs::read_to_string(host.join("dir/out")).unwrap(),
+        "written\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.join("new-file")).unwrap(),
+        "more\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.join("file")).unwrap(),
+        "host file\n"
+    );
 }
 
 #[test]
@@ -265,7 +328,10 @@ fn sub_paths_and_the_symlink_attack() {
     let f = node.manifest("sub.yaml", &yaml);
     let o = node.apply(&f);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(node.sh("sub", "app", "cat /real/f /link/f"), "inside\ninside\n");
+    assert_eq!(
+        node.sh("sub", "app", "cat /real/f /link/f"),
+        "inside\ninside\n"
+    );
     node.sh("sub", "app", "echo log > /per-pod/out");
     let uid = node.uid("sub");
     let vol = node
@@ -273,7 +339,10 @@ fn sub_paths_and_the_symlink_attack() {
         .join("pods")
         .join(&uid)
         .join("volumes/kubernetes.io~empty-dir/data");
-    assert_eq!(std::fs::read_to_string(vol.join("logs/sub/out")).unwrap(), "log\n");
+    assert_eq!(
+        std::fs::read_to_string(vol.join("logs/sub/out")).unwrap(),
+        "log\n"
+    );
     assert_eq!(node.sh("sub", "app", "cat /etc/app.conf"), "one-file");
     // the attack: a container leaves links to the host in the volume, a
     // later container mounts them by subPath
@@ -305,7 +374,10 @@ fn sub_paths_and_the_symlink_attack() {
         );
         node.delete_and_scan(&name);
     }
-    assert_eq!(std::fs::read_to_string(target.join("key")).unwrap(), "host only\n");
+    assert_eq!(
+        std::fs::read_to_string(target.join("key")).unwrap(),
+        "host only\n"
+    );
     node.delete_and_scan("sub");
 }
 
@@ -331,14 +403,20 @@ fn fs_group_owns_the_volumes() {
     for g in ["3000", "2000", "4000"] {
         assert!(groups.split_whitespace().any(|x| x == g), "{groups}");
     }
-    assert_eq!(node.sh("owned", "app", "stat -c '%g %a' /data"), "2000 2777\n");
+    assert_eq!(
+        node.sh("owned", "app", "stat -c '%g %a' /data"),
+        "2000 2777\n"
+    );
     // a non-root user writes to the volume, and the group is inherited
     assert_eq!(
         node.sh("owned", "app", "touch /data/f && stat -c '%u %g' /data/f"),
         "1000 2000\n"
     );
     // the configMap's 0400 file is readable by the group
-    assert_eq!(node.sh("owned", "app", "stat -L -c '%g %a' /cfg/k"), "2000 440\n");
+    assert_eq!(
+        node.sh("owned", "app", "stat -L -c '%g %a' /cfg/k"),
+        "2000 440\n"
+    );
     assert_eq!(node.sh("owned", "app", "cat /cfg/k"), "v");
     node.delete_and_scan("owned");
 }

@@ -91,16 +91,17 @@ pub fn pod_cgroup_config(pod: &Pod) -> PodCgroupConfig {
     };
     let cpu_requests = pod_total(pod, milli(false, "cpu"));
     let cpu_limits = pod_total(pod, milli(true, "cpu"));
-    let memory_limits = pod_total(pod, |c| quantity(c, true, "memory").map_or(0, |q| q.value()));
+    let memory_limits = pod_total(pod, |c| {
+        quantity(c, true, "memory").map_or(0, |q| q.value())
+    });
     let all = || {
         spec.init_containers
             .iter()
             .flatten()
             .chain(spec.containers.iter())
     };
-    let declared = |name: &str| {
-        all().all(|c| quantity(c, true, name).is_some_and(|q| q.milli_value() != 0))
-    };
+    let declared =
+        |name: &str| all().all(|c| quantity(c, true, name).is_some_and(|q| q.milli_value() != 0));
     let shares = milli_cpu_to_shares(cpu_requests);
     // MilliCPUToQuota leaves 0 for no limit, which the kubelet writes as is
     // (the kernel's "no quota" on v1 is -1: 0 is refused, so krun leaves it).

@@ -257,7 +257,10 @@ impl TestNode {
     /// The pod's waiting reason and message of a container, once it has one.
     pub fn waiting(&self, pod: &str, container: &str) -> Option<(String, String)> {
         let p = self.pod(pod);
-        let all = p["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+        let all = p["status"]["containerStatuses"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let s = all.iter().find(|s| s["name"] == container)?;
         let w = &s["state"]["waiting"];
         Some((

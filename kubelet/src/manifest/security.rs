@@ -136,7 +136,10 @@ pub(crate) fn pod(doc: &DocRef<'_>, spec: &PodSpec) -> Result {
         }
     }
     let groups = [
-        ("spec.initContainers", spec.init_containers.as_deref().unwrap_or_default()),
+        (
+            "spec.initContainers",
+            spec.init_containers.as_deref().unwrap_or_default(),
+        ),
         ("spec.containers", spec.containers.as_slice()),
     ];
     for (group, list) in groups {
@@ -164,7 +167,12 @@ fn mounts(doc: &DocRef<'_>, path: &str, c: &Container) -> Result {
     Ok(())
 }
 
-fn mount(doc: &DocRef<'_>, mp: &dyn Fn(&str) -> String, m: &VolumeMount, privileged: bool) -> Result {
+fn mount(
+    doc: &DocRef<'_>,
+    mp: &dyn Fn(&str) -> String,
+    m: &VolumeMount,
+    privileged: bool,
+) -> Result {
     if m.mount_path.split('/').any(|e| e == "..") {
         return Err(doc.err(
             mp("mountPath"),
@@ -335,25 +343,43 @@ pub(crate) fn volume_source(doc: &DocRef<'_>, path: &str, v: &Volume, spec: &Pod
         for (k, s) in p.sources.iter().flatten().enumerate() {
             let sp = format!("{path}.projected.sources[{k}]");
             let refused = [
-                ("serviceAccountToken", s.service_account_token.is_some(), "krun has no API server to issue service account tokens"),
-                ("clusterTrustBundle", s.cluster_trust_bundle.is_some(), "krun has no API server to read ClusterTrustBundles from"),
-                ("podCertificate", s.pod_certificate.is_some(), "krun has no API server to issue pod certificates"),
+                (
+                    "serviceAccountToken",
+                    s.service_account_token.is_some(),
+                    "krun has no API server to issue service account tokens",
+                ),
+                (
+                    "clusterTrustBundle",
+                    s.cluster_trust_bundle.is_some(),
+                    "krun has no API server to read ClusterTrustBundles from",
+                ),
+                (
+                    "podCertificate",
+                    s.pod_certificate.is_some(),
+                    "krun has no API server to issue pod certificates",
+                ),
             ];
             for (field, set, why) in refused {
                 if set {
                     return Err(doc.err(format!("{sp}.{field}"), format!("not supported: {why}")));
                 }
             }
-            let count = [s.config_map.is_some(), s.secret.is_some(), s.downward_api.is_some()]
-                .iter()
-                .filter(|b| **b)
-                .count();
+            let count = [
+                s.config_map.is_some(),
+                s.secret.is_some(),
+                s.downward_api.is_some(),
+            ]
+            .iter()
+            .filter(|b| **b)
+            .count();
             if count != 1 {
                 return Err(doc.err(&sp, "may not specify more than 1 volume type per source"));
             }
             if let Some(c) = &s.config_map {
                 if c.name.is_empty() {
-                    return Err(doc.err(format!("{sp}.configMap.name"), "required field is missing"));
+                    return Err(
+                        doc.err(format!("{sp}.configMap.name"), "required field is missing")
+                    );
                 }
                 item_paths(doc, &format!("{sp}.configMap"), c.items.as_deref())?;
             }

@@ -40,7 +40,10 @@ fn burstable_pod_cgroup_limits_only_when_every_container_declares_one() {
     // b has no cpu limit: no quota; both have memory limits: summed.
     let p = pod(&format!(
         "  containers:\n{}{}",
-        ctr("a", "{requests: {cpu: 100m, memory: 32Mi}, limits: {cpu: 200m, memory: 64Mi}}"),
+        ctr(
+            "a",
+            "{requests: {cpu: 100m, memory: 32Mi}, limits: {cpu: 200m, memory: 64Mi}}"
+        ),
         ctr("b", "{requests: {cpu: 50m}, limits: {memory: 16Mi}}")
     ));
     assert_eq!(qos_class(p.spec.as_ref().unwrap()), "Burstable");
@@ -117,8 +120,16 @@ fn burstable_oom_score_bounds() {
         ctr("none", "{requests: {cpu: 100m}}")
     ));
     let s = &p.spec.as_ref().unwrap().containers;
-    assert_eq!(oom_score_adj(&p, &s[0], 24 * GIB), 3, "never below 1000-997");
-    assert_eq!(oom_score_adj(&p, &s[1], 24 * GIB), 999, "never BestEffort's 1000");
+    assert_eq!(
+        oom_score_adj(&p, &s[0], 24 * GIB),
+        3,
+        "never below 1000-997"
+    );
+    assert_eq!(
+        oom_score_adj(&p, &s[1], 24 * GIB),
+        999,
+        "never BestEffort's 1000"
+    );
     // a sidecar is no likelier to be killed than the smallest regular container
     let p = pod(&format!(
         "  initContainers:\n  - {{name: side, image: busybox, restartPolicy: Always, resources: {{requests: {{memory: 1Mi}}}}}}\n  containers:\n{}",

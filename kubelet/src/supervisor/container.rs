@@ -106,8 +106,8 @@ fn make(i: &StartInputs<'_>, cdir: &Path, bundle: &Path) -> Result<Live, Waiting
         ..i.pod_files.clone()
     };
     let config_err = |e: String| Waiting::CreateContainerConfigError(e);
-    let mut security = spec::effective_security(i.pod, i.container)
-        .map_err(|e| config_err(e.to_string()))?;
+    let mut security =
+        spec::effective_security(i.pod, i.container).map_err(|e| config_err(e.to_string()))?;
     spec::resolve_seccomp(&mut security, i.seccomp_dir).map_err(create_err)?;
     let env = spec::container_env(i.pod, i.container, &i.objects, i.facts, i.node)
         .map_err(|e| config_err(e.to_string()))?;

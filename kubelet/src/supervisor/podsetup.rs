@@ -44,9 +44,7 @@ fn warning(now: Timestamp, reason: &str, message: String) -> Event {
 
 impl PodSetup {
     fn fail(&mut self, now: Timestamp) {
-        let d = self
-            .delay
-            .map_or(FIRST_RETRY, |d| (d * 2).min(MAX_RETRY));
+        let d = self.delay.map_or(FIRST_RETRY, |d| (d * 2).min(MAX_RETRY));
         self.delay = Some(d);
         self.retry_at = Some(backoff::after(now, d));
     }
@@ -98,8 +96,7 @@ impl Supervisor {
                 true
             }
             Err(e) => {
-                self.events
-                    .push(warning(now, "FailedMount", e.to_string()));
+                self.events.push(warning(now, "FailedMount", e.to_string()));
                 self.report(ReadyReport {
                     ok: false,
                     message: format!("FailedMount: {e}"),

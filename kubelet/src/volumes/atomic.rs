@@ -147,7 +147,10 @@ mod tests {
         assert!(name.starts_with(".."), "{name}");
         let (stamp, suffix) = name[2..].split_once('.').unwrap();
         assert_eq!(stamp.len(), "2024_05_01_12_00_00".len(), "{name}");
-        assert!(stamp.bytes().all(|b| b.is_ascii_digit() || b == b'_'), "{name}");
+        assert!(
+            stamp.bytes().all(|b| b.is_ascii_digit() || b == b'_'),
+            "{name}"
+        );
         assert!(suffix.bytes().all(|b| b.is_ascii_digit()), "{name}");
         assert_eq!(
             fs::read_link(d.path().join("app.conf")).unwrap(),

@@ -87,7 +87,10 @@ mod tests {
         assert!(check(&dir, "Directory").is_ok());
         assert_eq!(
             check(&file, "Directory").unwrap_err(),
-            format!("hostPath type check failed: {} is not a directory", file.display())
+            format!(
+                "hostPath type check failed: {} is not a directory",
+                file.display()
+            )
         );
         assert!(check(&file, "File").is_ok());
         assert!(check(&dir, "File").unwrap_err().ends_with("is not a file"));
@@ -95,7 +98,9 @@ mod tests {
             .unwrap_err()
             .ends_with("is not a file"));
         assert!(check(Path::new("/dev/null"), "CharDevice").is_ok());
-        assert!(check(&file, "Socket").unwrap_err().ends_with("is not a socket file"));
+        assert!(check(&file, "Socket")
+            .unwrap_err()
+            .ends_with("is not a socket file"));
         assert!(check(&file, "BlockDevice")
             .unwrap_err()
             .ends_with("is not a block device"));
@@ -109,7 +114,10 @@ mod tests {
         let f = d.path().join("new-file");
         check(&f, "FileOrCreate").unwrap();
         assert!(f.is_file());
-        assert!(check(&dir, "FileOrCreate").is_err(), "exists as a directory");
+        assert!(
+            check(&dir, "FileOrCreate").is_err(),
+            "exists as a directory"
+        );
         let plain = d.path().join("plain");
         check(&plain, "").unwrap();
         assert!(plain.is_dir());

@@ -157,9 +157,14 @@ fn setup_one(i: &SetupInput<'_>, v: &Volume) -> Result<Prepared, String> {
     if let Some(p) = payload::payload(i.pod, v, &i.objects, &facts) {
         atomic::write(&dir, &p?).map_err(|e| format!("writing {}: {e}", dir.display()))?;
     }
-    let psc = i.pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let psc = i
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref());
     if let Some(gid) = psc.and_then(|s| s.fs_group) {
-        let on_mismatch = psc.and_then(|s| s.fs_group_change_policy.as_deref()) == Some("OnRootMismatch");
+        let on_mismatch =
+            psc.and_then(|s| s.fs_group_change_policy.as_deref()) == Some("OnRootMismatch");
         ownership::apply(&dir, gid as u32, read_only, on_mismatch)?;
     }
     Ok(Prepared {
@@ -209,7 +214,11 @@ pub struct ContainerMounts {
 pub fn expand_sub_path(expr: &str, env: &[(String, String)]) -> Result<String, String> {
     let missing = std::cell::RefCell::new(std::collections::BTreeSet::new());
     let out = expand(expr, |k| {
-        let v = env.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let v = env
+            .iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str());
         match v {
             Some(v) if !v.is_empty() => Some(v),
             _ => {
@@ -266,7 +275,10 @@ impl PodVolumes {
         let mut out = ContainerMounts::default();
         for (n, m) in c.volume_mounts.iter().flatten().enumerate() {
             let vol = self.get(&m.name).ok_or_else(|| {
-                MountError::Config(format!("cannot find volume \"{}\" to mount into container \"{}\"", m.name, c.name))
+                MountError::Config(format!(
+                    "cannot find volume \"{}\" to mount into container \"{}\"",
+                    m.name, c.name
+                ))
             })?;
             let expr = m.sub_path_expr.as_deref().filter(|s| !s.is_empty());
             let sub = match expr {

@@ -87,6 +87,9 @@ mod tests {
         assert_eq!((m.gid(), m.mode() & 0o7777), (4321, 0o660));
         let s = fs::metadata(d.path().join("sub")).unwrap();
         assert_eq!(s.mode() & 0o2000, 0o2000);
-        assert_eq!(fs::symlink_metadata(d.path().join("link")).unwrap().gid(), 4321);
+        assert_eq!(
+            fs::symlink_metadata(d.path().join("link")).unwrap().gid(),
+            4321
+        );
     }
 }

@@ -124,7 +124,9 @@ fn downward_items(
             match fr.field_path.as_str() {
                 "metadata.labels" => format_map(pod.metadata.labels.as_ref()),
                 "metadata.annotations" => format_map(pod.metadata.annotations.as_ref()),
-                p => crate::spec::field_value(pod, p, f.facts, f.node).map_err(|e| e.to_string())?,
+                p => {
+                    crate::spec::field_value(pod, p, f.facts, f.node).map_err(|e| e.to_string())?
+                }
             }
         } else if let Some(rr) = &it.resource_field_ref {
             let spec = pod.spec.as_ref().ok_or("pod has no spec")?;
@@ -184,7 +186,13 @@ fn projected(
             }
         }
         if let Some(d) = &s.downward_api {
-            downward_items(out, pod, d.items.as_deref().unwrap_or_default(), p.default_mode, f)?;
+            downward_items(
+                out,
+                pod,
+                d.items.as_deref().unwrap_or_default(),
+                p.default_mode,
+                f,
+            )?;
         }
     }
     Ok(())

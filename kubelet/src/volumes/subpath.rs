@@ -141,11 +141,22 @@ mod tests {
         symlink("/", vol.join("abs")).unwrap();
         symlink("../", vol.join("up")).unwrap();
         symlink("real", vol.join("inside")).unwrap();
-        for bad in ["abs", "up/host-secret", "abs/etc", "inside/../../host-secret"] {
+        for bad in [
+            "abs",
+            "up/host-secret",
+            "abs/etc",
+            "inside/../../host-secret",
+        ] {
             let e = open(&vol, bad).unwrap_err();
-            assert!(e.contains("EXDEV") || e.contains("cross-device"), "{bad}: {e}");
+            assert!(
+                e.contains("EXDEV") || e.contains("cross-device"),
+                "{bad}: {e}"
+            );
         }
-        assert!(open(&vol, "inside").is_ok(), "a link inside the volume is followed");
+        assert!(
+            open(&vol, "inside").is_ok(),
+            "a link inside the volume is followed"
+        );
         // missing directories are made, with the volume's mode
         fs::set_permissions(&vol, fs::Permissions::from_mode(0o777)).unwrap();
         open(&vol, "new/deeper").unwrap();

@@ -86,7 +86,10 @@ fn disk_volumes_laid_out_as_the_kubelet_does() {
         fs::read_link(conf.join("etc")).unwrap(),
         PathBuf::from("..data/etc")
     );
-    assert_eq!(fs::read_to_string(conf.join("etc/app.conf")).unwrap(), "x=1");
+    assert_eq!(
+        fs::read_to_string(conf.join("etc/app.conf")).unwrap(),
+        "x=1"
+    );
     assert_eq!(
         fs::metadata(conf.join("etc/app.conf")).unwrap().mode() & 0o777,
         0o444,
@@ -112,7 +115,10 @@ fn disk_volumes_laid_out_as_the_kubelet_does() {
         0o644
     );
     let gone = d.path().join("volumes/kubernetes.io~configmap/gone");
-    assert!(fs::read_link(gone.join("..data")).is_ok(), "an empty payload");
+    assert!(
+        fs::read_link(gone.join("..data")).is_ok(),
+        "an empty payload"
+    );
 
     let c = &l.pod.spec.as_ref().unwrap().containers[0];
     let m = v.container_mounts(c, &[]).unwrap();
@@ -122,7 +128,11 @@ fn disk_volumes_laid_out_as_the_kubelet_does() {
         .map(|m| m.options().clone().unwrap())
         .collect();
     assert_eq!(opts[0], ["rbind", "rprivate", "rw"]);
-    assert_eq!(opts[1], ["rbind", "rprivate", "ro"], "configMaps are read-only");
+    assert_eq!(
+        opts[1],
+        ["rbind", "rprivate", "ro"],
+        "configMaps are read-only"
+    );
     assert_eq!(opts[2], ["rbind", "rprivate", "ro"]);
     assert_eq!(m.mounts[1].source().as_deref(), Some(conf.as_path()));
     assert!(m.rootfs_propagation.is_none());
@@ -146,7 +156,10 @@ fn missing_objects_and_keys_are_mount_failures() {
         e.message,
         "configmap references non-existent config key: absent"
     );
-    let l = load(&CM_POD.replace("emptyDir: {}", "hostPath: {path: /nonexistent-krun, type: Directory}"));
+    let l = load(&CM_POD.replace(
+        "emptyDir: {}",
+        "hostPath: {path: /nonexistent-krun, type: Directory}",
+    ));
     let e = setup_in(&l, d.path()).unwrap_err();
     assert_eq!(
         e.to_string(),
@@ -156,18 +169,29 @@ fn missing_objects_and_keys_are_mount_failures() {
 
 #[test]
 fn sub_path_expr_and_memory_sizes() {
-    let env = vec![("POD".to_string(), "web-1".to_string()), ("EMPTY".to_string(), String::new())];
+    let env = vec![
+        ("POD".to_string(), "web-1".to_string()),
+        ("EMPTY".to_string(), String::new()),
+    ];
     assert_eq!(expand_sub_path("logs/$(POD)", &env).unwrap(), "logs/web-1");
     assert_eq!(
         expand_sub_path("$(NOPE)/$(EMPTY)", &env).unwrap_err(),
         "missing value for EMPTY, NOPE"
     );
     let l = load("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: a, image: b, resources: {limits: {memory: 64Mi}}}\n  - {name: c, image: b, resources: {limits: {memory: 32Mi}}}\n");
-    assert_eq!(memory_volume_size(&l.pod, None, 8 << 30), 96 << 20, "the pod's limit");
+    assert_eq!(
+        memory_volume_size(&l.pod, None, 8 << 30),
+        96 << 20,
+        "the pod's limit"
+    );
     assert_eq!(memory_volume_size(&l.pod, Some("16Mi"), 8 << 30), 16 << 20);
     assert_eq!(memory_volume_size(&l.pod, Some("1Gi"), 8 << 30), 96 << 20);
     let l = load("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: a, image: b}\n");
-    assert_eq!(memory_volume_size(&l.pod, None, 8 << 30), 8 << 30, "the node's memory");
+    assert_eq!(
+        memory_volume_size(&l.pod, None, 8 << 30),
+        8 << 30,
+        "the node's memory"
+    );
 }
 
 #[test]
@@ -188,7 +212,10 @@ fn sub_paths_are_pinned_and_escapes_refused() {
     assert!(host_mounts::mount_points_under(d.path()).contains(&pin));
     fs::write(pin.join("f"), "through the pin").unwrap();
     let vol = d.path().join("volumes/kubernetes.io~empty-dir/data");
-    assert_eq!(fs::read_to_string(vol.join("sub/dir/f")).unwrap(), "through the pin");
+    assert_eq!(
+        fs::read_to_string(vol.join("sub/dir/f")).unwrap(),
+        "through the pin"
+    );
 
     std::os::unix::fs::symlink("/etc", vol.join("escape")).unwrap();
     assert_eq!(
