@@ -420,3 +420,94 @@ fn fs_group_owns_the_volumes() {
     assert_eq!(node.sh("owned", "app", "cat /cfg/k"), "v");
     node.delete_and_scan("owned");
 }
+
+/// A shared bind mount of a directory of the test's own (the host's / is
+/// private here), unmounted on drop, whatever is mounted below it.
+struct SharedMount(std::path::PathBuf);
+
+impl SharedMount {
+    fn new(dir: &std::path::Path) -> SharedMount {
+        std::fs::create_dir_all(dir).unwrap();
+        let m = SharedMount(dir.to_path_buf());
+        let d = dir.to_str().unwrap();
+        common::run_ok(std::process::Command::new("mount").args(["--bind", d, d]));
+        common::run_ok(std::process::Command::new("mount").args(["--make-shared", d]));
+        m
+    }
+}
+
+impl Drop for SharedMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .args(["-R", "-l"])
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn mount_propagation_host_to_container_and_bidirectional() {
+    if !common::require_root("mount_propagation_host_to_container_and_bidirectional") {
+        return;
+    }
+    let node = TestNode::new("kv-prop");
+    let shared = SharedMount::new(&node.base.join("shared"));
+    let s = shared.0.display();
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: prop}}\nspec:\n  terminationGracePeriodSeconds: 1\n  \
+         volumes:\n  - {{name: host, hostPath: {{path: {s}, type: Directory}}}}\n  containers:\n  \
+         - name: watcher\n    image: {BUSYBOX}\n    command: [sleep, '3600']\n    \
+         volumeMounts: [{{name: host, mountPath: /host, mountPropagation: HostToContainer}}]\n  \
+         - name: mounter\n    image: {BUSYBOX}\n    command: [sleep, '3600']\n    \
+         securityContext: {{privileged: true}}\n    \
+         volumeMounts: [{{name: host, mountPath: /host, mountPropagation: Bidirectional}}]\n"
+    );
+    let f = node.manifest("prop.yaml", &yaml);
+    let o = node.apply(&f);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // a mount made on the host after the start reaches the container
+    std::fs::create_dir_all(shared.0.join("from-host")).unwrap();
+    let from_host = shared.0.join("from-host");
+    common::run_ok(
+        std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "hosttmp"])
+            .arg(&from_host),
+    );
+    std::fs::write(from_host.join("hello"), "from the host\n").unwrap();
+    assert_eq!(node.sh("prop", "watcher", "cat /host/from-host/hello"), "from the host\n");
+    // a mount made in the privileged container reaches the host
+    node.sh(
+        "prop",
+        "mounter",
+        "mkdir -p /host/from-pod && mount -t tmpfs -o size=1m podtmp /host/from-pod && echo from the pod > /host/from-pod/hello",
+    );
+    assert_eq!(
+        std::fs::read_to_string(shared.0.join("from-pod/hello")).unwrap(),
+        "from the pod\n"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(mounts.contains(&format!("{s}/from-pod ")), "not on the host");
+    // what was mounted there is the host's now (as on a node): the test's
+    // own mounts go before the scan for what krun left
+    let dir = shared.0.clone();
+    drop(shared);
+    node.delete_and_scan("prop");
+    assert!(dir.exists());
+
+    // propagation from a private mount is refused, as containerd refuses it
+    let private = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: private}}\nspec:\n  volumes: [{{name: d, emptyDir: {{}}}}]\n  \
+         containers:\n  - name: app\n    image: {BUSYBOX}\n    command: [sleep, '3600']\n    \
+         volumeMounts: [{{name: d, mountPath: /d, mountPropagation: HostToContainer}}]\n"
+    );
+    let f = node.manifest("private.yaml", &private);
+    let o = node.apply(&f);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("CreateContainerError: path \"")
+            && stderr(&o).contains("but it is not a shared or slave mount"),
+        "{}",
+        stderr(&o)
+    );
+    node.delete_and_scan("private");
+}
