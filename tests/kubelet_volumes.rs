@@ -57,10 +57,15 @@ fn config_map_secret_and_downward_api_files() {
              - {{path: name, fieldRef: {{fieldPath: metadata.name}}}}\n      \
              - {{path: mem, resourceFieldRef: {{containerName: app, resource: limits.memory, divisor: 1Mi}}}}\n  \
              - {{name: scratch, emptyDir: {{}}}}\n  \
+             - name: all-in-one\n    projected:\n      defaultMode: 0444\n      sources:\n      \
+             - {{configMap: {{name: app-config, items: [{{key: motd, path: cfg/motd}}]}}}}\n      \
+             - {{secret: {{name: creds, items: [{{key: user, path: user, mode: 0400}}]}}}}\n      \
+             - {{downwardAPI: {{items: [{{path: pod/ns, fieldRef: {{fieldPath: metadata.namespace}}}}]}}}}\n  \
              containers:\n  - name: app\n    image: {BUSYBOX}\n    command: [sleep, '3600']\n    \
              resources: {{limits: {{memory: 48Mi}}}}\n    volumeMounts:\n    \
              - {{name: cfg, mountPath: /etc/app}}\n    - {{name: sec, mountPath: /etc/creds}}\n    \
-             - {{name: info, mountPath: /etc/podinfo}}\n    - {{name: scratch, mountPath: /ro, readOnly: true}}\n"
+             - {{name: info, mountPath: /etc/podinfo}}\n    - {{name: scratch, mountPath: /ro, readOnly: true}}\n    \
+             - {{name: all-in-one, mountPath: /projected}}\n"
         ),
     )
     .unwrap();
@@ -138,8 +143,17 @@ fn config_map_secret_and_downward_api_files() {
     );
     assert_eq!(node.sh("files", "app", "cat /etc/podinfo/name"), "files");
     assert_eq!(node.sh("files", "app", "cat /etc/podinfo/mem"), "48");
+    // projected: the three sources in one volume, modes from defaultMode or the item
+    assert_eq!(
+        node.sh("files", "app", "cat /projected/cfg/motd; echo; cat /projected/user; echo; cat /projected/pod/ns"),
+        "hello from a configmap\nadmin\ndefault"
+    );
+    assert_eq!(
+        node.sh("files", "app", "stat -L -c %a /projected/cfg/motd /projected/user"),
+        "444\n400\n"
+    );
     // read-only mounts refuse writes
-    for path in ["/etc/app/new", "/etc/creds/new", "/ro/new"] {
+    for path in ["/etc/app/new", "/etc/creds/new", "/ro/new", "/projected/new"] {
         let o = node.out(&["exec", "files", "--", "touch", path]);
         assert!(!o.status.success(), "{path} was writable");
         assert!(
