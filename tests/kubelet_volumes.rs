@@ -145,15 +145,28 @@ fn config_map_secret_and_downward_api_files() {
     assert_eq!(node.sh("files", "app", "cat /etc/podinfo/mem"), "48");
     // projected: the three sources in one volume, modes from defaultMode or the item
     assert_eq!(
-        node.sh("files", "app", "cat /projected/cfg/motd; echo; cat /projected/user; echo; cat /projected/pod/ns"),
+        node.sh(
+            "files",
+            "app",
+            "cat /projected/cfg/motd; echo; cat /projected/user; echo; cat /projected/pod/ns"
+        ),
         "hello from a configmap\nadmin\ndefault"
     );
     assert_eq!(
-        node.sh("files", "app", "stat -L -c %a /projected/cfg/motd /projected/user"),
+        node.sh(
+            "files",
+            "app",
+            "stat -L -c %a /projected/cfg/motd /projected/user"
+        ),
         "444\n400\n"
     );
     // read-only mounts refuse writes
-    for path in ["/etc/app/new", "/etc/creds/new", "/ro/new", "/projected/new"] {
+    for path in [
+        "/etc/app/new",
+        "/etc/creds/new",
+        "/ro/new",
+        "/projected/new",
+    ] {
         let o = node.out(&["exec", "files", "--", "touch", path]);
         assert!(!o.status.success(), "{path} was writable");
         assert!(
@@ -488,7 +501,10 @@ fn mount_propagation_host_to_container_and_bidirectional() {
             .arg(&from_host),
     );
     std::fs::write(from_host.join("hello"), "from the host\n").unwrap();
-    assert_eq!(node.sh("prop", "watcher", "cat /host/from-host/hello"), "from the host\n");
+    assert_eq!(
+        node.sh("prop", "watcher", "cat /host/from-host/hello"),
+        "from the host\n"
+    );
     // a mount made in the privileged container reaches the host
     node.sh(
         "prop",
@@ -500,7 +516,10 @@ fn mount_propagation_host_to_container_and_bidirectional() {
         "from the pod\n"
     );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(mounts.contains(&format!("{s}/from-pod ")), "not on the host");
+    assert!(
+        mounts.contains(&format!("{s}/from-pod ")),
+        "not on the host"
+    );
     // what was mounted there is the host's now (as on a node): the test's
     // own mounts go before the scan for what krun left
     let dir = shared.0.clone();

@@ -25,6 +25,8 @@ pub mod spec;
 pub mod status;
 pub mod supervisor;
 pub mod tabwriter;
+#[cfg(test)]
+mod test_support;
 pub mod volumes;
 
 /// The OCI types the spec and runtime APIs take, re-exported so callers

@@ -6,22 +6,15 @@
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-use crate::manifest::quantity::Quantity;
-use crate::spec::{milli_cpu_to_quota, milli_cpu_to_shares, QUOTA_PERIOD};
+use crate::spec::{
+    milli_cpu_to_quota, milli_cpu_to_shares, resource_quantity as quantity, QUOTA_PERIOD,
+};
 pub use crate::status::qos_class;
 
 /// oom_score_adj of Guaranteed containers.
 pub const GUARANTEED_OOM_SCORE_ADJ: i32 = -997;
 /// oom_score_adj of BestEffort containers.
 pub const BEST_EFFORT_OOM_SCORE_ADJ: i32 = 1000;
-
-fn quantity(c: &Container, limits: bool, name: &str) -> Option<Quantity> {
-    let r = c.resources.as_ref()?;
-    let map = if limits { &r.limits } else { &r.requests };
-    map.as_ref()?
-        .get(name)
-        .and_then(|q| Quantity::parse(&q.0).ok())
-}
 
 fn is_sidecar(c: &Container) -> bool {
     c.restart_policy.as_deref() == Some("Always")

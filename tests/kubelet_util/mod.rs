@@ -241,6 +241,10 @@ impl TestNode {
         assert_eq!(out.trim(), format!("pod \"{name}\" deleted"));
         let o = self.out(&["get", "pods", name]);
         assert!(!o.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&o.stderr).trim(),
+            format!("krun: pods \"{name}\" not found")
+        );
         let last = self
             .ok(&["get", "pods", "-A", "-o", "json"])
             .contains("\"items\": []");

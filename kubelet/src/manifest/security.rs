@@ -281,15 +281,7 @@ fn downward_files(
                         format!("container \"{name}\" not found in the pod"),
                     ));
                 }
-                let ok = [
-                    "limits.cpu",
-                    "limits.memory",
-                    "limits.ephemeral-storage",
-                    "requests.cpu",
-                    "requests.memory",
-                    "requests.ephemeral-storage",
-                ];
-                if !ok.contains(&r.resource.as_str()) {
+                if !super::validate::RESOURCE_FIELDS.contains(&r.resource.as_str()) {
                     return Err(doc.err(
                         format!("{ip}.resourceFieldRef.resource"),
                         format!("unsupported value \"{}\"", r.resource),

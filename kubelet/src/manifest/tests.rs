@@ -357,7 +357,13 @@ fn zero_prefixed_modes_are_octal_as_kubectl_reads_them() {
         &format!("{GOOD}  volumes: [{{name: c, configMap: {{name: x, defaultMode: 0400, items: [{{key: k, path: p, mode: 0755}}]}}}}]\n"),
     )
     .unwrap();
-    let v = &pod_of(&docs[0]).spec.as_ref().unwrap().volumes.as_ref().unwrap()[0];
+    let v = &pod_of(&docs[0])
+        .spec
+        .as_ref()
+        .unwrap()
+        .volumes
+        .as_ref()
+        .unwrap()[0];
     let cm = v.config_map.as_ref().unwrap();
     assert_eq!(cm.default_mode, Some(0o400));
     assert_eq!(cm.items.as_ref().unwrap()[0].mode, Some(0o755));

@@ -28,6 +28,16 @@ pub const SUPPORTED_VOLUMES: &[&str] = &[
     "projected",
 ];
 
+/// What a resourceFieldRef may name (env and downwardAPI volumes).
+pub(crate) const RESOURCE_FIELDS: &[&str] = &[
+    "limits.cpu",
+    "limits.memory",
+    "limits.ephemeral-storage",
+    "requests.cpu",
+    "requests.memory",
+    "requests.ephemeral-storage",
+];
+
 fn invalid(value: &str, why: &str) -> String {
     format!("invalid value \"{value}\": {why}")
 }
@@ -563,14 +573,7 @@ fn env(doc: &DocRef<'_>, path: &str, list: &[EnvVar]) -> Result {
                 doc,
                 &format!("{ep}.valueFrom.resourceFieldRef.resource"),
                 Some(&r.resource),
-                &[
-                    "limits.cpu",
-                    "limits.memory",
-                    "limits.ephemeral-storage",
-                    "requests.cpu",
-                    "requests.memory",
-                    "requests.ephemeral-storage",
-                ],
+                RESOURCE_FIELDS,
             )?;
             if let Some(d) = &r.divisor {
                 quantity(doc, &format!("{ep}.valueFrom.resourceFieldRef.divisor"), d)?;

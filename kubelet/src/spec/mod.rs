@@ -15,8 +15,8 @@ pub use env::{container_env, merge as merge_env, secret_data, Objects, DEFAULT_P
 pub(crate) use env::{field_value, resource_value};
 pub use expand::expand;
 pub use resources::{
-    linux_resources, milli_cpu_to_quota, milli_cpu_to_shares, swap_controller_available,
-    MIN_SHARES, QUOTA_PERIOD,
+    linux_resources, milli_cpu_to_quota, milli_cpu_to_shares, quantity as resource_quantity,
+    swap_controller_available, MIN_SHARES, QUOTA_PERIOD,
 };
 pub use seccomp::{load_localhost as load_seccomp_profile, Profile as SeccompProfile, Seccomp};
 pub use security::{

@@ -1,6 +1,5 @@
 use super::*;
-use crate::manifest::{parse_str, Object};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use crate::test_support::{load, Loaded};
 use std::fs;
 
 struct Fixture {
@@ -44,29 +43,6 @@ fn image(json: serde_json::Value) -> ImageConfiguration {
         "config": json,
     }))
     .unwrap()
-}
-
-struct Loaded {
-    pod: Pod,
-    config_maps: Vec<ConfigMap>,
-    secrets: Vec<Secret>,
-}
-
-fn load(yaml: &str) -> Loaded {
-    let mut out = Loaded {
-        pod: Pod::default(),
-        config_maps: vec![],
-        secrets: vec![],
-    };
-    for d in parse_str("t.yaml", yaml).unwrap() {
-        match d.object {
-            Object::Pod(p) => out.pod = *p,
-            Object::ConfigMap(c) => out.config_maps.push(*c),
-            Object::Secret(s) => out.secrets.push(*s),
-        }
-    }
-    out.pod.metadata.uid = Some("9f0c-uid".into());
-    out
 }
 
 fn sandbox() -> Sandbox {
@@ -710,10 +686,18 @@ fn seccomp_oom_score_and_propagation_land_in_the_config() {
     assert_eq!(j["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
     assert_eq!(j["process"]["oomScoreAdj"], -997);
     assert_eq!(j["linux"]["rootfsPropagation"], "rslave");
-    assert!(json_of(1, &|_| {})["linux"].get("seccomp").is_none(), "container's Unconfined wins");
-    assert!(json_of(2, &|_| {})["linux"].get("seccomp").is_none(), "privileged is never confined");
+    assert!(
+        json_of(1, &|_| {})["linux"].get("seccomp").is_none(),
+        "container's Unconfined wins"
+    );
+    assert!(
+        json_of(2, &|_| {})["linux"].get("seccomp").is_none(),
+        "privileged is never confined"
+    );
     // a Localhost profile must be read first
     let mut sec = effective_security(&l.pod, &l.pod.spec.as_ref().unwrap().containers[0]).unwrap();
     sec.seccomp = Seccomp::Localhost("p.json".into());
-    assert!(resolve_seccomp(&mut sec, fx.rootfs.as_path()).unwrap_err().contains("cannot load seccomp profile"));
+    assert!(resolve_seccomp(&mut sec, fx.rootfs.as_path())
+        .unwrap_err()
+        .contains("cannot load seccomp profile"));
 }

@@ -72,6 +72,61 @@ fn project(
     Ok(())
 }
 
+/// Which object a volume source projects, and its data when it exists.
+struct Source<'a> {
+    /// "configmap" or "secret", as the kubelet's messages name them.
+    kind: &'static str,
+    name: &'a str,
+    data: Option<BTreeMap<String, Vec<u8>>>,
+    items: Option<&'a [KeyToPath]>,
+    optional: bool,
+}
+
+/// An object's keys (or items) into `out`.
+fn object_files(out: &mut Payload, s: Source<'_>, default_mode: Option<i32>) -> Result<(), String> {
+    let missing_key = match s.kind {
+        "configmap" => "configmap references non-existent config key",
+        _ => "references non-existent secret key",
+    };
+    match s.data {
+        Some(data) => project(out, data, s.items, default_mode, s.optional, missing_key),
+        None if s.optional => Ok(()),
+        None => Err(format!("{} \"{}\" not found", s.kind, s.name)),
+    }
+}
+
+fn config_map_source<'a>(
+    objects: &Objects<'_>,
+    ns: &str,
+    name: &'a str,
+    items: Option<&'a [KeyToPath]>,
+    optional: Option<bool>,
+) -> Source<'a> {
+    Source {
+        kind: "configmap",
+        name,
+        data: objects.config_map(ns, name).map(config_map_bytes),
+        items,
+        optional: optional == Some(true),
+    }
+}
+
+fn secret_source<'a>(
+    objects: &Objects<'_>,
+    ns: &str,
+    name: &'a str,
+    items: Option<&'a [KeyToPath]>,
+    optional: Option<bool>,
+) -> Source<'a> {
+    Source {
+        kind: "secret",
+        name,
+        data: objects.secret(ns, name).map(crate::spec::secret_data),
+        items,
+        optional: optional == Some(true),
+    }
+}
+
 /// Go's %q for FormatMap values.
 fn go_quote(s: &str) -> String {
     let mut out = String::from("\"");
@@ -156,34 +211,12 @@ fn projected(
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     for s in p.sources.iter().flatten() {
         if let Some(c) = &s.config_map {
-            let optional = c.optional == Some(true);
-            match objects.config_map(ns, &c.name) {
-                Some(cm) => project(
-                    out,
-                    config_map_bytes(cm),
-                    c.items.as_deref(),
-                    p.default_mode,
-                    optional,
-                    "configmap references non-existent config key",
-                )?,
-                None if optional => {}
-                None => return Err(format!("configmap \"{}\" not found", c.name)),
-            }
+            let src = config_map_source(objects, ns, &c.name, c.items.as_deref(), c.optional);
+            object_files(out, src, p.default_mode)?;
         }
         if let Some(sec) = &s.secret {
-            let optional = sec.optional == Some(true);
-            match objects.secret(ns, &sec.name) {
-                Some(secret) => project(
-                    out,
-                    crate::spec::secret_data(secret),
-                    sec.items.as_deref(),
-                    p.default_mode,
-                    optional,
-                    "references non-existent secret key",
-                )?,
-                None if optional => {}
-                None => return Err(format!("secret \"{}\" not found", sec.name)),
-            }
+            let src = secret_source(objects, ns, &sec.name, sec.items.as_deref(), sec.optional);
+            object_files(out, src, p.default_mode)?;
         }
         if let Some(d) = &s.downward_api {
             downward_items(
@@ -209,34 +242,12 @@ pub fn payload(
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let mut out = Payload::new();
     let r = if let Some(c) = &v.config_map {
-        let optional = c.optional == Some(true);
-        match objects.config_map(ns, &c.name) {
-            Some(cm) => project(
-                &mut out,
-                config_map_bytes(cm),
-                c.items.as_deref(),
-                c.default_mode,
-                optional,
-                "configmap references non-existent config key",
-            ),
-            None if optional => Ok(()),
-            None => Err(format!("configmap \"{}\" not found", c.name)),
-        }
+        let src = config_map_source(objects, ns, &c.name, c.items.as_deref(), c.optional);
+        object_files(&mut out, src, c.default_mode)
     } else if let Some(s) = &v.secret {
-        let name = s.secret_name.clone().unwrap_or_default();
-        let optional = s.optional == Some(true);
-        match objects.secret(ns, &name) {
-            Some(secret) => project(
-                &mut out,
-                crate::spec::secret_data(secret),
-                s.items.as_deref(),
-                s.default_mode,
-                optional,
-                "references non-existent secret key",
-            ),
-            None if optional => Ok(()),
-            None => Err(format!("secret \"{name}\" not found")),
-        }
+        let name = s.secret_name.as_deref().unwrap_or_default();
+        let src = secret_source(objects, ns, name, s.items.as_deref(), s.optional);
+        object_files(&mut out, src, s.default_mode)
     } else if let Some(d) = &v.downward_api {
         downward_items(
             &mut out,

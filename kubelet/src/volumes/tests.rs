@@ -1,30 +1,6 @@
 use super::*;
-use crate::manifest::{parse_str, Object};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use crate::test_support::{load, Loaded};
 use std::os::unix::fs::MetadataExt;
-
-struct Loaded {
-    pod: Pod,
-    config_maps: Vec<ConfigMap>,
-    secrets: Vec<Secret>,
-}
-
-fn load(yaml: &str) -> Loaded {
-    let mut out = Loaded {
-        pod: Pod::default(),
-        config_maps: vec![],
-        secrets: vec![],
-    };
-    for d in parse_str("t.yaml", yaml).unwrap() {
-        match d.object {
-            Object::Pod(p) => out.pod = *p,
-            Object::ConfigMap(c) => out.config_maps.push(*c),
-            Object::Secret(s) => out.secrets.push(*s),
-        }
-    }
-    out.pod.metadata.uid = Some("u1".into());
-    out
-}
 
 fn node() -> NodeFacts {
     NodeFacts {
