@@ -303,7 +303,7 @@ fn host_path_types_and_failed_mounts() {
         stderr(&o).trim(),
         format!("krun: pod/bad created but not running: FailedMount: {want}")
     );
-    assert_eq!(node.status("bad"), "ContainerCreating");
+    node.wait_status("bad", "ContainerCreating", 10);
     let describe = node.ok(&["describe", "pod", "bad"]);
     assert!(
         describe.contains("Warning")

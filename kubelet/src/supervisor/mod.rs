@@ -890,9 +890,7 @@ impl Supervisor {
             self.last_status.as_ref(),
             now,
         );
-        if let Some(r) = ready_report(&st) {
-            self.report(r);
-        }
+        let report = ready_report(&st);
         let mut pod = self.pod().clone();
         pod.status = Some(st.clone());
         self.last_status = Some(st);
@@ -925,6 +923,10 @@ impl Supervisor {
         };
         if let Err(e) = podstate::save_status(&self.dirs, &file) {
             eprintln!("krun supervisor {}: {e}", self.uid());
+        }
+        // after the status is written: what `apply -d` says, `get` shows
+        if let Some(r) = report {
+            self.report(r);
         }
     }
 

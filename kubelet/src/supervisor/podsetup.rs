@@ -66,6 +66,8 @@ impl Supervisor {
                 let msg = format!("unable to ensure pod container exists: {e}");
                 self.events
                     .push(warning(now, "FailedCreatePodContainer", msg.clone()));
+                // the status first: what `apply -d` says, `get` shows
+                self.publish();
                 self.report(ReadyReport {
                     ok: false,
                     message: msg,
@@ -97,6 +99,7 @@ impl Supervisor {
             }
             Err(e) => {
                 self.events.push(warning(now, "FailedMount", e.to_string()));
+                self.publish();
                 self.report(ReadyReport {
                     ok: false,
                     message: format!("FailedMount: {e}"),
