@@ -208,7 +208,9 @@ fn capabilities_privileged_read_only_root_and_sysctls() {
          readOnlyRootFilesystem: true\n      allowPrivilegeEscalation: false\n  \
          - name: priv\n    image: {BUSYBOX}\n    command: [sleep, '3600']\n    \
          securityContext: {{privileged: true}}\n  \
-         - name: default\n    image: {BUSYBOX}\n    command: [sleep, '3600']\n"
+         - name: default\n    image: {BUSYBOX}\n    command: [sleep, '3600']\n  \
+         - name: unmasked\n    image: {BUSYBOX}\n    command: [sleep, '3600']\n    \
+         securityContext: {{procMount: Unmasked}}\n"
     );
     let f = node.manifest("caps.yaml", &yaml);
     let o = node.apply(&f);
@@ -248,6 +250,14 @@ fn capabilities_privileged_read_only_root_and_sysctls() {
         stderr(&o)
     );
     node.sh("caps", "priv", "touch /x");
+    // procMount: the default masks /proc paths (an empty file), Unmasked does not
+    assert_eq!(
+        node.sh("caps", "default", "wc -c < /proc/timer_list")
+            .trim(),
+        "0"
+    );
+    let unmasked = node.sh("caps", "unmasked", "wc -c < /proc/timer_list");
+    assert!(unmasked.trim().parse::<u64>().unwrap() > 0, "{unmasked}");
     // the pod's sysctl, in the pod's network namespace only
     assert_eq!(
         node.sh(

@@ -148,6 +148,10 @@ fn setup_one(i: &SetupInput<'_>, v: &Volume) -> Result<Prepared, String> {
         CONFIG_MAP => None,
         _ => Some(memory_volume_size(i.pod, None, node_memory)),
     };
+    // An emptyDir that exists already may hold what a container put there
+    // (a supervisor setting the pod up again): its ownership was applied
+    // when it was made, and walking it now could be raced with symlinks.
+    let fresh = plugin != EMPTY_DIR || !dir.exists();
     empty_dir(&dir, memory)?;
     let facts = payload::Facts {
         facts: i.facts,
@@ -162,7 +166,7 @@ fn setup_one(i: &SetupInput<'_>, v: &Volume) -> Result<Prepared, String> {
         .spec
         .as_ref()
         .and_then(|s| s.security_context.as_ref());
-    if let Some(gid) = psc.and_then(|s| s.fs_group) {
+    if let Some(gid) = psc.and_then(|s| s.fs_group).filter(|_| fresh) {
         let on_mismatch =
             psc.and_then(|s| s.fs_group_change_policy.as_deref()) == Some("OnRootMismatch");
         ownership::apply(&dir, gid as u32, read_only, on_mismatch)?;
