@@ -19,6 +19,7 @@ pub mod pod_cgroup;
 pub mod podfiles;
 pub mod pods;
 pub mod podstate;
+pub mod probe;
 pub mod qos;
 pub mod sandbox;
 pub mod spec;
