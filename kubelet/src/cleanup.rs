@@ -1,7 +1,8 @@
 //! Removing everything of a pod from the node, whatever state it was left
 //! in: container instances (runtime state, rootfs mounts, writable
 //! layers, bundles), the sandbox (network attachment, namespace mounts,
-//! shm), the pod's cgroups, its logs and its state directories.
+//! shm), the pod's cgroups, its volumes (never a hostPath's contents),
+//! its logs and its state directories.
 //! Idempotent; what could not be removed is returned, each naming what.
 
 use std::fs;
@@ -112,6 +113,11 @@ pub fn remove_pod(
         }
     }
     left.extend(remove_cgroups(&dirs.uid));
+    // volumes (tmpfs, subPath pins) are unmounted before their directory
+    // goes; one still mounted keeps the state directory
+    let volumes_left = crate::volumes::teardown(&dirs.state);
+    let keep_state = keep_state || !volumes_left.is_empty();
+    left.extend(volumes_left);
     remove_tree(&dirs.logs, &mut left);
     remove_tree(&dirs.run, &mut left);
     if !keep_state {

@@ -29,6 +29,16 @@ pub const SUPPORTED_VOLUMES: &[&str] = &[
     "projected",
 ];
 
+/// What a resourceFieldRef may name (env and downwardAPI volumes).
+pub(crate) const RESOURCE_FIELDS: &[&str] = &[
+    "limits.cpu",
+    "limits.memory",
+    "limits.ephemeral-storage",
+    "requests.cpu",
+    "requests.memory",
+    "requests.ephemeral-storage",
+];
+
 fn invalid(value: &str, why: &str) -> String {
     format!("invalid value \"{value}\": {why}")
 }
@@ -126,7 +136,7 @@ fn pod_spec(doc: &DocRef<'_>, spec: &PodSpec) -> Result {
             "ShareProcessNamespace and HostPID cannot both be enabled",
         ));
     }
-    let volumes = volumes(doc, spec.volumes.as_deref().unwrap_or_default())?;
+    let volumes = volumes(doc, spec.volumes.as_deref().unwrap_or_default(), spec)?;
 
     let host_network = spec.host_network == Some(true);
     let mut names: HashMap<&str, String> = HashMap::new();
@@ -171,10 +181,10 @@ fn pod_spec(doc: &DocRef<'_>, spec: &PodSpec) -> Result {
             }
         }
     }
-    Ok(())
+    super::security::pod(doc, spec)
 }
 
-fn volumes<'a>(doc: &DocRef<'_>, list: &'a [Volume]) -> Result<HashSet<&'a str>> {
+fn volumes<'a>(doc: &DocRef<'_>, list: &'a [Volume], spec: &PodSpec) -> Result<HashSet<&'a str>> {
     let mut seen = HashSet::new();
     for (i, v) in list.iter().enumerate() {
         let path = format!("spec.volumes[{i}]");
@@ -270,6 +280,7 @@ fn volumes<'a>(doc: &DocRef<'_>, list: &'a [Volume]) -> Result<HashSet<&'a str>>
                 return Err(doc.err(format!("{path}.secret.secretName"), REQUIRED));
             }
         }
+        super::security::volume_source(doc, &path, v, spec)?;
     }
     Ok(seen)
 }
@@ -567,14 +578,7 @@ fn env(doc: &DocRef<'_>, path: &str, list: &[EnvVar]) -> Result {
                 doc,
                 &format!("{ep}.valueFrom.resourceFieldRef.resource"),
                 Some(&r.resource),
-                &[
-                    "limits.cpu",
-                    "limits.memory",
-                    "limits.ephemeral-storage",
-                    "requests.cpu",
-                    "requests.memory",
-                    "requests.ephemeral-storage",
-                ],
+                RESOURCE_FIELDS,
             )?;
             if let Some(d) = &r.divisor {
                 quantity(doc, &format!("{ep}.valueFrom.resourceFieldRef.divisor"), d)?;

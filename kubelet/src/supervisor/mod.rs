@@ -12,6 +12,7 @@
 pub(crate) mod container;
 pub mod control;
 mod health;
+mod podsetup;
 
 use std::fs::File;
 use std::io::Write;
@@ -181,6 +182,8 @@ struct Supervisor {
     pause: Option<Pause>,
     /// Probe and hook handlers in flight.
     jobs: health::Jobs,
+    /// The pod cgroup and volumes.
+    setup: podsetup::PodSetup,
 }
 
 fn node_facts(name: &str) -> NodeFacts {
@@ -260,6 +263,7 @@ pub fn run(paths: NodePaths, uid: &str) -> Result<(), SupervisorError> {
         pull_opts: None,
         pause: None,
         jobs,
+        setup: Default::default(),
         node,
         desired,
     };
@@ -414,6 +418,9 @@ impl Supervisor {
             return;
         }
         if self.completed {
+            return;
+        }
+        if !self.ensure_pod_setup() {
             return;
         }
         if self.sandbox.is_none() {
@@ -672,9 +679,14 @@ impl Supervisor {
         if self.slots[k].live.is_some() || self.slots[k].retry_at.is_some_and(|t| t > now) {
             return;
         }
-        let (Some(sb), Some(files)) = (self.sandbox.clone(), self.pod_files.clone()) else {
+        let (Some(sb), Some(files), Some(volumes)) = (
+            self.sandbox.clone(),
+            self.pod_files.clone(),
+            self.setup.volumes.clone(),
+        ) else {
             return;
         };
+        let oom_score_adj = self.oom_score_adj(k);
         let image = match self.ensure_image(k) {
             Ok(rec) => rec,
             Err(w) => {
@@ -717,6 +729,9 @@ impl Supervisor {
                 },
                 id,
                 restart: restart.max(0) as u32,
+                volumes: &volumes,
+                oom_score_adj,
+                seccomp_dir: &self.node.paths.seccomp_dir(),
             };
             container::start(&inputs)
         };
@@ -885,6 +900,7 @@ impl Supervisor {
             }
         }
         consider(self.sandbox_retry.filter(|_| self.sandbox.is_none()));
+        consider(self.setup.retry_at);
         let mut d = wake.map_or(Duration::from_secs(3600), |w| backoff::elapsed(now, w));
         if let Some(t) = self.health_wake() {
             d = d.min(t.saturating_duration_since(Instant::now()));
@@ -917,9 +933,7 @@ impl Supervisor {
             self.last_status.as_ref(),
             now,
         );
-        if let Some(r) = ready_report(&st) {
-            self.report(r);
-        }
+        let report = ready_report(&st);
         let mut pod = self.pod().clone();
         pod.status = Some(st.clone());
         self.last_status = Some(st);
@@ -952,6 +966,10 @@ impl Supervisor {
         };
         if let Err(e) = podstate::save_status(&self.dirs, &file) {
             eprintln!("krun supervisor {}: {e}", self.uid());
+        }
+        // after the status is written: what `apply -d` says, `get` shows
+        if let Some(r) = report {
+            self.report(r);
         }
     }
 
