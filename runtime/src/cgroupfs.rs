@@ -1,69 +1,14 @@
 //! The `cgroup` mount inside a container: the container's own cgroups,
 //! either mounted fresh in its cgroup namespace or bind-mounted from the host.
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::mount::{mount, MsFlags};
 
+use crate::cgroups::hier::{self, Hier};
 use crate::error::{Context, Result};
 use crate::mounts::{MountCtx, Options};
 use crate::sys::{self, Leaf};
-
-/// One cgroup hierarchy mounted on the host.
-struct Hier {
-    mountpoint: PathBuf,
-    /// "cgroup2", or the v1 superblock options (controllers, name=…).
-    v2: bool,
-    subsys: Vec<String>,
-    /// Root of the mount within the hierarchy (4th mountinfo field).
-    mroot: String,
-}
-
-fn hierarchies() -> Vec<Hier> {
-    let data = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut out = Vec::new();
-    for line in data.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let pre: Vec<&str> = pre.split(' ').collect();
-        let post: Vec<&str> = post.split(' ').collect();
-        if pre.len() < 5 || post.len() < 3 {
-            continue;
-        }
-        let v2 = post[0] == "cgroup2";
-        if post[0] != "cgroup" && !v2 {
-            continue;
-        }
-        let subsys = if v2 {
-            Vec::new()
-        } else {
-            post[2]
-                .split(',')
-                .filter(|o| {
-                    !matches!(
-                        *o,
-                        "rw" | "ro" | "xattr" | "noprefix" | "clone_children" | "cpuset_v2_mode"
-                    ) && !o.contains('=')
-                })
-                .map(str::to_string)
-                .chain(
-                    post[2]
-                        .split(',')
-                        .filter(|o| o.starts_with("name="))
-                        .map(str::to_string),
-                )
-                .collect()
-        };
-        out.push(Hier {
-            mountpoint: PathBuf::from(pre[4]),
-            v2,
-            subsys,
-            mroot: pre[3].to_string(),
-        });
-    }
-    out
-}
 
 /// This process's cgroup path in the hierarchy with these controllers.
 fn own_path(h: &Hier) -> Option<String> {
@@ -92,7 +37,7 @@ pub fn mount_cgroup(cx: &MountCtx<'_>, dest: &Path, opts: &Options) -> Result<()
         | MsFlags::MS_NOSUID
         | MsFlags::MS_NODEV
         | MsFlags::MS_NOEXEC;
-    let hs = hierarchies();
+    let hs = hier::all();
     let sys_root = hs
         .iter()
         .find(|h| h.v2 && h.mountpoint == Path::new("/sys/fs/cgroup"));

@@ -185,10 +185,18 @@ pub fn create(o: &CreateOpts<'_>) -> Result<State> {
     )
     .ctx(|| format!("open {}", fifo.display()))?;
 
-    let pid = sys::clone_fork(clone_flags.bits() as u64).ctx(|| "clone container init")?;
+    // The cgroup exists before the init does: it is born in its v2 cgroup
+    // and moves itself into the v1 ones (see cgroups/mod.rs for why).
+    let cg = cgroups::Cgroup::new(&cg_path);
+    cleanup.cgroup = Some(cg_path.clone());
+    cg.create()?;
+    let cg_fd = cg.open_v2()?;
+    let (pid, placed) = sys::clone_into(clone_flags.bits() as u64, cg_fd.as_ref())
+        .ctx(|| "clone container init")?;
     if pid == 0 {
         drop(parent_end);
         let init = Init {
+            cgroup: &cg,
             spec,
             plan: &plan,
             rootfs: &rootfs,
@@ -207,6 +215,7 @@ pub fn create(o: &CreateOpts<'_>) -> Result<State> {
     }
     drop(child_end);
     drop(fifo_fd);
+    drop(cg_fd);
     cleanup.child = Some(pid);
     st.pid = pid;
     st.pid_start = sys::proc_start_and_state(pid).map(|s| s.0).unwrap_or(0);
@@ -214,9 +223,18 @@ pub fn create(o: &CreateOpts<'_>) -> Result<State> {
     if plan.new.contains(CloneFlags::CLONE_NEWUSER) {
         write_id_maps(pid, st.config.linux().as_ref())?;
     }
-    cleanup.cgroup = Some(cg_path.clone());
-    let mut cg = cgroups::create(&cg_path, pid)?;
-    parent_end.send(sync::GO, &[])?;
+    if !placed {
+        // No clone3: the v2 cgroup (pure or hybrid) is joined the slow way.
+        cg.add_pid(pid, false, true)?;
+    }
+    if let Err(e) = parent_end.send(sync::GO, &[]) {
+        // The init may have failed already (joining its cgroups): its error
+        // is waiting on the socket.
+        return Err(match parent_end.recv() {
+            Ok(Some((sync::ERROR, msg))) => Error::invalid(String::from_utf8_lossy(&msg)),
+            _ => e,
+        });
+    }
     loop {
         match parent_end.recv()? {
             Some((sync::READY, _)) => {
@@ -227,7 +245,7 @@ pub fn create(o: &CreateOpts<'_>) -> Result<State> {
                     .as_ref()
                     .and_then(|l| l.resources().as_ref())
                 {
-                    cgroups::set(&mut cg, &cg_path, res)?;
+                    cg.set(res)?;
                 }
                 break;
             }
@@ -383,6 +401,7 @@ fn write_time_offsets(spec: &Spec) -> Result<()> {
 
 /// Everything the init needs; lives in the forked child.
 struct Init<'a> {
+    cgroup: &'a cgroups::Cgroup,
     spec: &'a Spec,
     plan: &'a Plan,
     rootfs: &'a Path,
@@ -420,6 +439,8 @@ impl Init<'_> {
     }
 
     fn run(&self) -> Result<Infallible> {
+        // First, while single-threaded runtime code: into the v1 cgroups.
+        self.cgroup.enter_v1_self(false)?;
         let spec = self.spec;
         let process = spec
             .process()
@@ -439,7 +460,7 @@ impl Init<'_> {
         } else {
             self.plan.setns(&[NsT::Cgroup, NsT::Mount])?;
             if self.plan.new.contains(CloneFlags::CLONE_NEWCGROUP) {
-                // After the runtime moved us into our cgroup, so it becomes the namespace root.
+                // After joining our cgroups, so they become the namespace root.
                 unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "unshare cgroup namespace")?;
             }
         }

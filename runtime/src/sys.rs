@@ -255,6 +255,57 @@ pub fn clone_fork(flags: u64) -> nix::Result<i32> {
     Ok(r as i32)
 }
 
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Like [`clone_fork`], but the child is born in the cgroup v2 directory
+/// `cgroup` (clone3 CLONE_INTO_CGROUP), so no migration is needed. Returns
+/// the pid and whether the child was placed: kernels or seccomp profiles
+/// without clone3 (ENOSYS) get a plain clone and the caller moves the child.
+pub fn clone_into(flags: u64, cgroup: Option<&OwnedFd>) -> nix::Result<(i32, bool)> {
+    let Some(cg) = cgroup else {
+        return clone_fork(flags).map(|p| (p, false));
+    };
+    let args = CloneArgs {
+        flags: flags | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cg.as_raw_fd() as u64,
+        ..Default::default()
+    };
+    // SAFETY: clone3 with a zero stack duplicates the caller's stack, like
+    // fork(); the process has one thread, so no lock can be held by another.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if r < 0 {
+        let e = Errno::last();
+        if e == Errno::ENOSYS {
+            return clone_fork(flags).map(|p| (p, false));
+        }
+        return Err(e);
+    }
+    Ok((r as i32, true))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
