@@ -15,6 +15,10 @@ hugetlb_v1_mount() {
 }
 hugetlb_v1_release() {
   if [ -n "$hugetlb_mounted" ]; then
+    # Empty cgroups left in it (pod or libpod parents) would keep the
+    # hierarchy alive after the umount, and hugetlb could not go back to the
+    # v2 mount. rmdir only removes cgroups without processes or children.
+    find /sys/fs/cgroup/hugetlb -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null || true
     umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb || true
     hugetlb_mounted=
   fi

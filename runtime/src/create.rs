@@ -25,6 +25,8 @@ pub struct CreateOpts<'a> {
     pub bundle: &'a Path,
     pub pid_file: Option<&'a Path>,
     pub console_socket: Option<&'a Path>,
+    /// A connected socket standing in for --console-socket (`run -t`).
+    pub console_fd: Option<std::os::fd::BorrowedFd<'a>>,
     pub no_pivot: bool,
     pub preserve_fds: u32,
 }
@@ -106,6 +108,11 @@ pub fn create(o: &CreateOpts<'_>) -> Result<State> {
         .unwrap_or(false);
     let console = match (terminal, o.console_socket) {
         (true, Some(p)) => Some(console::connect(p)?),
+        (true, None) if o.console_fd.is_some() => o
+            .console_fd
+            .map(|fd| fd.try_clone_to_owned())
+            .transpose()
+            .ctx(|| "duplicate console socket")?,
         (true, None) => {
             return Err(Error::invalid(
                 "process.terminal is true but no --console-socket was given",
@@ -287,6 +294,7 @@ fn validate(spec: &Spec, plan: &Plan) -> Result<()> {
             )));
         }
     }
+    unsupported(spec)?;
     let has_uts = plan.has(NsT::Uts);
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has_uts {
         return Err(Error::invalid(
@@ -339,6 +347,33 @@ fn validate(spec: &Spec, plan: &Plan) -> Result<()> {
                     "sysctl {key} is not namespaced: setting it would change the host"
                 )))
             }
+        }
+    }
+    Ok(())
+}
+
+/// Settings this runtime cannot honour are refused, never silently ignored.
+fn unsupported(spec: &Spec) -> Result<()> {
+    let no = |what: &str, why: &str| Err(Error::invalid(format!("{what} is not supported: {why}")));
+    if let Some(l) = spec.linux() {
+        if l.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            return no("linux.netDevices", "move the device into the network namespace before create");
+        }
+        if l.intel_rdt().is_some() {
+            return no("linux.intelRdt", "this runtime has no resctrl support");
+        }
+        if l.memory_policy().is_some() {
+            return no("linux.memoryPolicy", "this runtime does not set NUMA memory policies");
+        }
+    }
+    for m in spec.mounts().iter().flatten() {
+        if m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+            || m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+        {
+            return no(
+                &format!("mount {}: uidMappings/gidMappings", m.destination().display()),
+                "idmapped mounts are not implemented",
+            );
         }
     }
     Ok(())
@@ -440,6 +475,9 @@ impl Init<'_> {
 
     fn run(&self) -> Result<Infallible> {
         // First, while single-threaded runtime code: into the v1 cgroups.
+        if let Some(p) = self.spec.process() {
+            crate::sched::affinity_initial(p)?;
+        }
         self.cgroup.enter_v1_self(false)?;
         let spec = self.spec;
         let process = spec
@@ -577,6 +615,7 @@ impl Init<'_> {
         nix::unistd::write(&w, b"0").ctx(|| "write exec fifo")?;
         finalize(
             process,
+            spec.linux().as_ref().and_then(|l| l.personality().as_ref()),
             filter.as_ref(),
             self.listener.as_ref().map(|l| {
                 (
@@ -596,6 +635,7 @@ impl Init<'_> {
 /// Drops privileges and execs the process: shared by the init and `exec`.
 pub fn finalize(
     process: &oci_spec::runtime::Process,
+    personality: Option<&oci_spec::runtime::LinuxPersonality>,
     filter: Option<&libseccomp::ScmpFilterContext>,
     listener: Option<(&OwnedFd, String)>,
     preserve_fds: u32,
@@ -606,6 +646,10 @@ pub fn finalize(
     let nnp = process.no_new_privileges().unwrap_or(false);
     let listener = listener.map(|(fd, st)| (fd, seccomp_state_json(&st)));
     let caps = process.capabilities().as_ref();
+    crate::sched::personality(personality)?;
+    // Scheduling first: a realtime policy needs CAP_SYS_NICE, dropped below.
+    crate::sched::apply(process)?;
+    crate::sched::affinity_final(process)?;
     let setgroups_ok = std::fs::read_to_string("/proc/self/setgroups")
         .map(|s| s.trim() != "deny")
         .unwrap_or(true);

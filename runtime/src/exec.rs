@@ -10,7 +10,7 @@ use crate::error::{Context, Error, Result};
 use crate::namespaces::{flag, proc_name};
 use crate::state::{State, Status};
 use crate::sync::{self, Chan};
-use crate::{cgroups, console, create, ops, process, seccomp, sys};
+use crate::{cgroups, console, create, ops, process, sched, seccomp, sys};
 
 /// Options of `exec`.
 pub struct ExecOpts<'a> {
@@ -78,8 +78,8 @@ pub fn exec(o: ExecOpts<'_>) -> Result<i32> {
     let (child, placed) = sys::clone_into(0, cg_fd.as_ref()).ctx(|| "fork exec process")?;
     if child == 0 {
         drop(parent_end);
-        let err = match cg
-            .enter_v1_self(true)
+        let err = match sched::affinity_initial(&o.process)
+            .and_then(|()| cg.enter_v1_self(true))
             .and_then(|()| child_main(&o, &st, &nss, &root_fd, console.as_ref(), &child_end))
         {
             Ok(never) => match never {},
@@ -194,6 +194,10 @@ fn child_main(
     };
     create::finalize(
         &o.process,
+        st.config
+            .linux()
+            .as_ref()
+            .and_then(|l| l.personality().as_ref()),
         filter.as_ref(),
         None,
         o.preserve_fds,

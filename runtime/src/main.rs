@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use krun_runtime::{create, exec, features, log, ops, sealed, state::State};
+use std::os::fd::AsFd;
+
+use krun_runtime::{create, exec, features, log, ops, sealed, state::State, tty};
 use oci_spec::runtime::{LinuxCapabilities, LinuxResources, Process};
 
 /// An OCI container runtime with runc's command line.
@@ -244,7 +246,33 @@ fn run(cli: Cli) -> Result<i32> {
             c, detach, keep, ..
         } => {
             sealed::ensure()?;
-            let st = create::create(&create_opts(root, &c))?;
+            // A terminal without --console-socket: relay the pty ourselves, as runc does.
+            // (A socketpair is cheaper than reading config.json twice.)
+            let relay = if c.console_socket.is_none() && !detach {
+                Some(tty::console_pair()?)
+            } else {
+                None
+            };
+            let mut opts = create_opts(root, &c);
+            opts.console_fd = relay.as_ref().map(|(_, theirs)| theirs.as_fd());
+            let st = create::create(&opts)?;
+            let terminal = st
+                .config
+                .process()
+                .as_ref()
+                .and_then(|p| p.terminal())
+                .unwrap_or(false);
+            let master = match &relay {
+                Some((ours, _)) if terminal => match tty::recv_master(ours) {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        let _ = ops::delete(root, &c.id, true);
+                        return Err(e.into());
+                    }
+                },
+                _ => None,
+            };
+            drop(relay);
             if let Err(e) = ops::start_loaded(root, &st) {
                 let _ = ops::delete(root, &c.id, true);
                 return Err(e.into());
@@ -252,7 +280,10 @@ fn run(cli: Cli) -> Result<i32> {
             if detach {
                 return Ok(0);
             }
-            let code = ops::wait_forwarding(st.pid)?;
+            let code = match master {
+                Some(m) => tty::relay(m, st.pid)?,
+                None => ops::wait_forwarding(st.pid)?,
+            };
             if !keep {
                 ops::delete(root, &c.id, true)?;
             }
@@ -485,6 +516,7 @@ fn create_opts<'a>(root: &'a Path, c: &'a CreateArgs) -> create::CreateOpts<'a> 
         console_socket: c.console_socket.as_deref(),
         no_pivot: c.no_pivot,
         preserve_fds: c.preserve_fds,
+        console_fd: None,
     }
 }
 

@@ -111,6 +111,13 @@ fn apply_v1(cg: &Cgroup, res: &LinuxResources) -> Result<()> {
             }
         } else if let Some(u) = &cg.layout.v2 {
             // Hybrid host: hugetlb lives on the v2 mount.
+            let avail = fs::read_to_string(u.join("cgroup.controllers")).unwrap_or_default();
+            if !avail.split_whitespace().any(|c| c == "hugetlb") {
+                return Err(Error::invalid(format!(
+                    "hugepageLimits set, but hugetlb is neither mounted as a v1 hierarchy nor available in {} (a v1 hugetlb hierarchy that is no longer mounted but still has cgroups holds it)",
+                    u.display()
+                )));
+            }
             enable_hugetlb(u, cg.rel())?;
             let dir = u.join(cg.rel());
             for l in limits {
