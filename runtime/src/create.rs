@@ -671,11 +671,13 @@ pub fn finalize(
     for fd in 3..3 + preserve_fds as i32 {
         sys::clear_cloexec(fd).ctx(|| format!("preserve fd {fd}"))?;
     }
-    // SAFETY: reset the signal mask inherited from the runtime.
+    // SAFETY: reset the signal mask inherited from the runtime, and SIGPIPE,
+    // which the runtime ignores: an ignored signal would survive the exec.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     if nnp {
         if let Some(f) = filter {
