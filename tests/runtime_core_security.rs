@@ -51,8 +51,10 @@ fn cve_2019_5736_runtime_binary_is_not_writable() {
     let before = std::fs::read(&bin).unwrap();
     let b = Bundle::new("krt-5736", &["sleep", "3"]);
     // A startContainer hook runs inside the container while the init (pid 1
-    // there) is still the runtime; it leaves a writer behind.
-    let attack = "(exec 3</proc/1/exe; sleep 1; \
+    // there) is still the runtime; it opens the runtime binary before it
+    // returns (the init waits for it, so pid 1 has not exec'd yet) and
+    // leaves a writer behind.
+    let attack = "exec 3</proc/1/exe; (sleep 1; \
                   if echo pwned 2>/tmp/err >/proc/self/fd/3; then echo WROTE; else echo DENIED; fi > /tmp/result) &";
     b.edit(|c| {
         c["hooks"] = json!({"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", attack]}]});
