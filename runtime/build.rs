@@ -12,7 +12,9 @@
 use std::path::{Path, PathBuf};
 
 fn find(name: &str, dirs: &[&str]) -> Option<PathBuf> {
-    dirs.iter().map(|d| Path::new(d).join(name)).find(|p| p.exists())
+    dirs.iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
 }
 
 fn main() {

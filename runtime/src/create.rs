@@ -357,13 +357,19 @@ fn unsupported(spec: &Spec) -> Result<()> {
     let no = |what: &str, why: &str| Err(Error::invalid(format!("{what} is not supported: {why}")));
     if let Some(l) = spec.linux() {
         if l.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
-            return no("linux.netDevices", "move the device into the network namespace before create");
+            return no(
+                "linux.netDevices",
+                "move the device into the network namespace before create",
+            );
         }
         if l.intel_rdt().is_some() {
             return no("linux.intelRdt", "this runtime has no resctrl support");
         }
         if l.memory_policy().is_some() {
-            return no("linux.memoryPolicy", "this runtime does not set NUMA memory policies");
+            return no(
+                "linux.memoryPolicy",
+                "this runtime does not set NUMA memory policies",
+            );
         }
     }
     for m in spec.mounts().iter().flatten() {
@@ -371,7 +377,10 @@ fn unsupported(spec: &Spec) -> Result<()> {
             || m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())
         {
             return no(
-                &format!("mount {}: uidMappings/gidMappings", m.destination().display()),
+                &format!(
+                    "mount {}: uidMappings/gidMappings",
+                    m.destination().display()
+                ),
                 "idmapped mounts are not implemented",
             );
         }

@@ -133,7 +133,11 @@ fn set_affinity(list: &str) -> Result<()> {
 
 /// execCPUAffinity.initial: where the runtime's child runs while it joins the container.
 pub fn affinity_initial(p: &Process) -> Result<()> {
-    match p.exec_cpu_affinity().as_ref().and_then(|a| a.initial().as_deref()) {
+    match p
+        .exec_cpu_affinity()
+        .as_ref()
+        .and_then(|a| a.initial().as_deref())
+    {
         Some(l) if !l.is_empty() => set_affinity(l),
         _ => Ok(()),
     }
@@ -141,7 +145,11 @@ pub fn affinity_initial(p: &Process) -> Result<()> {
 
 /// execCPUAffinity.final: where the container process runs.
 pub fn affinity_final(p: &Process) -> Result<()> {
-    match p.exec_cpu_affinity().as_ref().and_then(|a| a.cpu_affinity_final().as_deref()) {
+    match p
+        .exec_cpu_affinity()
+        .as_ref()
+        .and_then(|a| a.cpu_affinity_final().as_deref())
+    {
         Some(l) if !l.is_empty() => set_affinity(l),
         _ => Ok(()),
     }

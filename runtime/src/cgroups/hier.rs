@@ -144,7 +144,13 @@ mod tests {
         let names: Vec<String> = l.v1.iter().map(|h| h.subsys.join(",")).collect();
         assert_eq!(
             names,
-            ["cpu", "cpuacct", "memory", "name=systemd", "net_cls,net_prio"]
+            [
+                "cpu",
+                "cpuacct",
+                "memory",
+                "name=systemd",
+                "net_cls,net_prio"
+            ]
         );
         assert_eq!(l.v2.as_deref(), Some(Path::new("/sys/fs/cgroup/unified")));
         assert!(!l.pure_v2);

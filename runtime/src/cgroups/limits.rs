@@ -70,7 +70,10 @@ fn device_line(r: &LinuxDeviceCgroup) -> String {
         LinuxDeviceType::P => 'p',
         LinuxDeviceType::A => 'a',
     };
-    let num = |n: Option<i64>| n.filter(|n| *n >= 0).map_or("*".to_string(), |n| n.to_string());
+    let num = |n: Option<i64>| {
+        n.filter(|n| *n >= 0)
+            .map_or("*".to_string(), |n| n.to_string())
+    };
     let access = r.access().clone().unwrap_or_else(|| "rwm".to_string());
     format!("{typ} {}:{} {access}", num(r.major()), num(r.minor()))
 }
@@ -150,7 +153,9 @@ fn apply_v1(cg: &Cgroup, res: &LinuxResources) -> Result<()> {
     if let Some(u) = res.unified().as_ref().filter(|u| !u.is_empty()) {
         // Hybrid: the keys name files of the v2 hierarchy.
         let dir = cg.v2_dir().ok_or_else(|| {
-            Error::invalid("linux.resources.unified needs a cgroup v2 hierarchy, and none is mounted")
+            Error::invalid(
+                "linux.resources.unified needs a cgroup v2 hierarchy, and none is mounted",
+            )
         })?;
         unified_write(&dir, u)?;
     }
@@ -272,7 +277,10 @@ fn cpu_v1(cg: &Cgroup, c: &LinuxCpu) -> Result<()> {
 /// cpuset.cpus / cpuset.mems (same files on v1 and v2).
 fn cpuset(cg: &Cgroup, c: &LinuxCpu, v2: Option<&Path>) -> Result<()> {
     let sets = [("cpuset.cpus", c.cpus()), ("cpuset.mems", c.mems())];
-    if sets.iter().all(|(_, v)| v.as_deref().is_none_or(str::is_empty)) {
+    if sets
+        .iter()
+        .all(|(_, v)| v.as_deref().is_none_or(str::is_empty))
+    {
         return Ok(());
     }
     let dir = match v2 {
@@ -315,9 +323,18 @@ fn blkio_v1(cg: &Cgroup, b: &LinuxBlockIo) -> Result<()> {
         }
     }
     for (file, list) in [
-        ("blkio.throttle.read_bps_device", b.throttle_read_bps_device()),
-        ("blkio.throttle.write_bps_device", b.throttle_write_bps_device()),
-        ("blkio.throttle.read_iops_device", b.throttle_read_iops_device()),
+        (
+            "blkio.throttle.read_bps_device",
+            b.throttle_read_bps_device(),
+        ),
+        (
+            "blkio.throttle.write_bps_device",
+            b.throttle_write_bps_device(),
+        ),
+        (
+            "blkio.throttle.read_iops_device",
+            b.throttle_read_iops_device(),
+        ),
         (
             "blkio.throttle.write_iops_device",
             b.throttle_write_iops_device(),
@@ -492,7 +509,11 @@ fn apply_v2(cg: &Cgroup, res: &LinuxResources) -> Result<()> {
         }
         for d in b.weight_device().iter().flatten() {
             if let Some(v) = d.weight() {
-                w(&dir, file, format!("{}:{} {}", d.major(), d.minor(), conv(v)))?;
+                w(
+                    &dir,
+                    file,
+                    format!("{}:{} {}", d.major(), d.minor(), conv(v)),
+                )?;
             }
         }
         for (key, list) in [
