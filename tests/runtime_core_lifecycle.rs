@@ -272,7 +272,8 @@ fn unsupported_fields_fail_create_clearly() {
     if !common::require_root("unsupported_fields_fail_create_clearly") {
         return;
     }
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit)> = vec![
         (
             "linux.netDevices",
             Box::new(|c| c["linux"]["netDevices"] = json!({"eth9": {"name": "eth0"}})),

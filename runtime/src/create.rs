@@ -622,9 +622,9 @@ impl Init<'_> {
         // `start` reads this byte, then waits for EOF: the fifo is close-on-exec,
         // so EOF means the process is running and poststart hooks may run.
         nix::unistd::write(&w, b"0").ctx(|| "write exec fifo")?;
+        crate::sched::personality(spec.linux().as_ref().and_then(|l| l.personality().as_ref()))?;
         finalize(
             process,
-            spec.linux().as_ref().and_then(|l| l.personality().as_ref()),
             filter.as_ref(),
             self.listener.as_ref().map(|l| {
                 (
@@ -644,7 +644,6 @@ impl Init<'_> {
 /// Drops privileges and execs the process: shared by the init and `exec`.
 pub fn finalize(
     process: &oci_spec::runtime::Process,
-    personality: Option<&oci_spec::runtime::LinuxPersonality>,
     filter: Option<&libseccomp::ScmpFilterContext>,
     listener: Option<(&OwnedFd, String)>,
     preserve_fds: u32,
@@ -655,7 +654,6 @@ pub fn finalize(
     let nnp = process.no_new_privileges().unwrap_or(false);
     let listener = listener.map(|(fd, st)| (fd, seccomp_state_json(&st)));
     let caps = process.capabilities().as_ref();
-    crate::sched::personality(personality)?;
     // Scheduling first: a realtime policy needs CAP_SYS_NICE, dropped below.
     crate::sched::apply(process)?;
     crate::sched::affinity_final(process)?;

@@ -192,12 +192,14 @@ fn child_main(
         Some(s) => Some(seccomp::build(s)?),
         None => None,
     };
-    create::finalize(
-        &o.process,
+    sched::personality(
         st.config
             .linux()
             .as_ref()
             .and_then(|l| l.personality().as_ref()),
+    )?;
+    create::finalize(
+        &o.process,
         filter.as_ref(),
         None,
         o.preserve_fds,
