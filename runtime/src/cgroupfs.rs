@@ -12,7 +12,9 @@ use crate::sys::{self, Leaf};
 
 /// This process's cgroup path in the hierarchy with these controllers.
 fn own_path(h: &Hier) -> Option<String> {
-    let data = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    // Read once: the init is in its cgroups before it mounts anything.
+    static OWN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let data = OWN.get_or_init(|| std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default());
     for line in data.lines() {
         let mut it = line.splitn(3, ':');
         let (_, ctrls, path) = (it.next()?, it.next()?, it.next()?);
@@ -54,6 +56,15 @@ pub fn mount_cgroup(cx: &MountCtx<'_>, dest: &Path, opts: &Options) -> Result<()
         Some("mode=755"),
     )
     .ctx(|| format!("mount tmpfs on {}", dest.display()))?;
+    // The fresh tmpfs holds nothing but what is made here, so its
+    // directories are made right in it (names are the host's mount names).
+    let tmpfs = sys::open_in_root(
+        cx.rootfd.as_raw_fd(),
+        &rel,
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+    )
+    .ctx(|| format!("open {}", dest.display()))?;
     for h in hs
         .iter()
         .filter(|h| h.mountpoint.starts_with("/sys/fs/cgroup"))
@@ -62,20 +73,18 @@ pub fn mount_cgroup(cx: &MountCtx<'_>, dest: &Path, opts: &Options) -> Result<()
             continue;
         };
         let sub = rel.join(name);
-        sys::mkdir_all_in_root(cx.rootfd.as_raw_fd(), &sub, Leaf::Dir)?;
+        nix::sys::stat::mkdirat(
+            &tmpfs,
+            name,
+            nix::sys::stat::Mode::from_bits_truncate(0o755),
+        )
+        .ctx(|| format!("create {}", dest.join(name).display()))?;
         mount_hier(cx, h, &sub, flags, &dest.join(name))?;
         // Comounted controllers (cpu,cpuacct) get a symlink per controller.
         let name = name.to_string_lossy();
         if name.contains(',') {
-            let dir = sys::open_in_root(
-                cx.rootfd.as_raw_fd(),
-                &rel,
-                libc::O_PATH | libc::O_DIRECTORY,
-                0,
-            )
-            .ctx(|| format!("open {}", dest.display()))?;
             for part in name.split(',') {
-                let _ = nix::unistd::symlinkat(name.as_ref() as &str, &dir, part);
+                let _ = nix::unistd::symlinkat(name.as_ref() as &str, &tmpfs, part);
             }
         }
     }

@@ -107,6 +107,19 @@ pub fn mkdir_all_in_root(root: RawFd, path: &Path, leaf: Leaf) -> Result<OwnedFd
     if let Ok(fd) = open_in_root(root, &rel, libc::O_PATH, 0) {
         return Ok(fd);
     }
+    // Usually only the last component is missing: when the parent resolves
+    // (inside the root) to a directory and the leaf is not there at all (not
+    // even a dangling symlink), make it right there.
+    if let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) {
+        if let Ok(dir) = open_in_root(root, parent, libc::O_PATH | libc::O_DIRECTORY, 0) {
+            if nix::fcntl::readlinkat(&dir, name) == Err(Errno::ENOENT) {
+                make_leaf(&dir, name, leaf)
+                    .ctx(|| format!("create {} in rootfs", rel.display()))?;
+                return open_in_root(root, &rel, libc::O_PATH, 0)
+                    .ctx(|| format!("open {} in rootfs", rel.display()));
+            }
+        }
+    }
     let mut todo: VecDeque<OsString> = rel.components().map(|c| c.as_os_str().to_owned()).collect();
     let mut cur = PathBuf::new();
     let mut links = 0;
@@ -142,32 +155,9 @@ pub fn mkdir_all_in_root(root: RawFd, path: &Path, leaf: Leaf) -> Result<OwnedFd
             }
             Err(Errno::EINVAL) => {}
             Err(Errno::ENOENT) => {
-                let last = todo.is_empty();
-                let r = if last && leaf == Leaf::File {
-                    nix::fcntl::openat(
-                        &dir,
-                        name.as_os_str(),
-                        nix::fcntl::OFlag::O_CREAT
-                            | nix::fcntl::OFlag::O_WRONLY
-                            | nix::fcntl::OFlag::O_CLOEXEC
-                            | nix::fcntl::OFlag::O_NOFOLLOW,
-                        nix::sys::stat::Mode::from_bits_truncate(0o644),
-                    )
-                    .map(drop)
-                } else {
-                    nix::sys::stat::mkdirat(
-                        &dir,
-                        name.as_os_str(),
-                        nix::sys::stat::Mode::from_bits_truncate(0o755),
-                    )
-                };
-                match r {
-                    Ok(()) | Err(Errno::EEXIST) => {}
-                    Err(e) => {
-                        return Err(e)
-                            .ctx(|| format!("create {} in rootfs", cur.join(&name).display()))
-                    }
-                }
+                let kind = if todo.is_empty() { leaf } else { Leaf::Dir };
+                make_leaf(&dir, name.as_os_str(), kind)
+                    .ctx(|| format!("create {} in rootfs", cur.join(&name).display()))?;
             }
             Err(e) => {
                 return Err(e).ctx(|| format!("readlink {} in rootfs", cur.join(&name).display()))
@@ -176,6 +166,29 @@ pub fn mkdir_all_in_root(root: RawFd, path: &Path, leaf: Leaf) -> Result<OwnedFd
         cur.push(&name);
     }
     open_in_root(root, &cur, libc::O_PATH, 0).ctx(|| format!("open {} in rootfs", cur.display()))
+}
+
+/// Creates `name` in `dir` as a directory or an empty file; one that
+/// appeared meanwhile is fine (it is opened afterwards by the caller).
+fn make_leaf(dir: &OwnedFd, name: &std::ffi::OsStr, leaf: Leaf) -> nix::Result<()> {
+    let r = if leaf == Leaf::File {
+        nix::fcntl::openat(
+            dir,
+            name,
+            nix::fcntl::OFlag::O_CREAT
+                | nix::fcntl::OFlag::O_WRONLY
+                | nix::fcntl::OFlag::O_CLOEXEC
+                | nix::fcntl::OFlag::O_NOFOLLOW,
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .map(drop)
+    } else {
+        nix::sys::stat::mkdirat(dir, name, nix::sys::stat::Mode::from_bits_truncate(0o755))
+    };
+    match r {
+        Err(Errno::EEXIST) => Ok(()),
+        r => r,
+    }
 }
 
 /// The magic-link path through which a mount can target an fd.
@@ -338,6 +351,13 @@ mod tests {
         drop(fd);
         // The symlink resolved to the root itself, so the directory lands inside.
         assert!(dir.join("etc/made").is_dir());
+        // A parent reached through an absolute symlink: the leaf is made in
+        // the directory it names inside the root, and a file leaf too.
+        std::os::unix::fs::symlink("/a", dir.join("link")).unwrap();
+        drop(mkdir_all_in_root(root.as_raw_fd(), Path::new("link/made"), Leaf::Dir).unwrap());
+        assert!(dir.join("a/made").is_dir());
+        drop(mkdir_all_in_root(root.as_raw_fd(), Path::new("link/file"), Leaf::File).unwrap());
+        assert!(dir.join("a/file").is_file());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

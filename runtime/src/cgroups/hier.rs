@@ -32,8 +32,13 @@ pub fn is_cgroup2(path: &str) -> bool {
 }
 
 /// Every cgroup and cgroup2 mount in this mount namespace, in mount order.
-pub fn all() -> Vec<Hier> {
-    parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+/// Read once per process (and inherited by the forked init): mountinfo is
+/// costly to generate on a host with many mounts, and the runtime is short-lived.
+pub fn all() -> &'static [Hier] {
+    static ALL: std::sync::OnceLock<Vec<Hier>> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| {
+        parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+    })
 }
 
 fn parse_mountinfo(data: &str) -> Vec<Hier> {
@@ -99,10 +104,11 @@ impl Layout {
         Self::from_hiers(all())
     }
 
-    fn from_hiers(hs: Vec<Hier>) -> Layout {
+    fn from_hiers(hs: &[Hier]) -> Layout {
         let mut l = Layout::default();
         for h in hs
-            .into_iter()
+            .iter()
+            .cloned()
             .filter(|h| h.mountpoint.starts_with(ROOT) && h.mountpoint != Path::new(ROOT))
         {
             if h.v2 {
@@ -140,7 +146,7 @@ mod tests {
 
     #[test]
     fn hybrid_layout() {
-        let l = Layout::from_hiers(parse_mountinfo(HYBRID));
+        let l = Layout::from_hiers(&parse_mountinfo(HYBRID));
         let names: Vec<String> = l.v1.iter().map(|h| h.subsys.join(",")).collect();
         assert_eq!(
             names,
