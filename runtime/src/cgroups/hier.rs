@@ -108,15 +108,14 @@ impl Layout {
         let mut l = Layout::default();
         for h in hs
             .iter()
-            .cloned()
             .filter(|h| h.mountpoint.starts_with(ROOT) && h.mountpoint != Path::new(ROOT))
         {
             if h.v2 {
                 if l.v2.is_none() {
-                    l.v2 = Some(h.mountpoint);
+                    l.v2 = Some(h.mountpoint.clone());
                 }
             } else if !h.subsys.is_empty() && !l.v1.iter().any(|o| o.subsys == h.subsys) {
-                l.v1.push(h);
+                l.v1.push(h.clone());
             }
         }
         l
