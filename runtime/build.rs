@@ -19,6 +19,7 @@ fn find(name: &str, dirs: &[&str]) -> Option<PathBuf> {
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=KRUN_RUNTIME_DYNAMIC");
     // Relative relocations packed as RELR: the start-up relocation pass
     // reads a few KiB instead of ~350 KiB of .rela.dyn.
     println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
@@ -47,5 +48,4 @@ fn main() {
     std::fs::write(dir.join("libgcc_s.a"), "INPUT(-lgcc_eh -lgcc)\n").expect("write libgcc_s.a");
     println!("cargo:rustc-link-arg-bins=-L{}", dir.display());
     println!("cargo:rustc-link-arg-bins=-static-pie");
-    println!("cargo:rerun-if-env-changed=KRUN_RUNTIME_DYNAMIC");
 }
