@@ -279,6 +279,10 @@ fn unsupported_fields_fail_create_clearly() {
             Box::new(|c| c["linux"]["netDevices"] = json!({"eth9": {"name": "eth0"}})),
         ),
         (
+            "SELinux label",
+            Box::new(|c| c["process"]["selinuxLabel"] = json!("system_u:system_r:container_t:s0")),
+        ),
+        (
             "linux.intelRdt",
             Box::new(|c| c["linux"]["intelRdt"] = json!({"closID": "x"})),
         ),

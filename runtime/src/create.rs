@@ -372,6 +372,39 @@ fn unsupported(spec: &Spec) -> Result<()> {
             );
         }
     }
+    // As runc: an SELinux label needs SELinux; an AppArmor profile is
+    // ignored where AppArmor is off, and refused where it is on (this
+    // runtime does not apply profiles).
+    let selinux = Path::new("/sys/fs/selinux/enforce").exists();
+    let label = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.selinux_label().as_deref())
+        .or(spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.mount_label().as_deref()));
+    if let Some(l) = label.filter(|l| !l.is_empty()) {
+        let why = if selinux {
+            "this runtime does not apply SELinux labels"
+        } else {
+            "SELinux is not enabled on this host"
+        };
+        return no(&format!("SELinux label {l:?}"), why);
+    }
+    let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|v| v.trim() == "Y");
+    if let Some(p) = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.apparmor_profile().as_deref())
+        .filter(|p| apparmor && !p.is_empty() && *p != "unconfined")
+    {
+        return no(
+            &format!("AppArmor profile {p:?}"),
+            "this runtime does not apply AppArmor profiles",
+        );
+    }
     for m in spec.mounts().iter().flatten() {
         if m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
             || m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())
