@@ -18,6 +18,7 @@ pub mod pause;
 pub mod podfiles;
 pub mod pods;
 pub mod podstate;
+pub mod probe;
 pub mod sandbox;
 pub mod spec;
 pub mod status;

@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, EnvVar, Pod, PodSpec, Probe, ResourceRequirements, Secret, Volume,
+    ConfigMap, Container, EnvVar, HTTPGetAction, Pod, PodSpec, Probe, ResourceRequirements, Secret,
+    Volume,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -451,9 +452,6 @@ fn container(
                 "may not be set for init containers without restartPolicy=Always",
             ));
         }
-        if init && field == "readinessProbe" {
-            return Err(doc.err(at(field), "may not be set for init containers"));
-        }
         self::probe(
             doc,
             &at(field),
@@ -494,6 +492,13 @@ fn container(
                     &http.port,
                     &container_ports,
                 )?;
+                http_headers(doc, &format!("{hp}.httpGet"), http)?;
+            }
+            if let Some(sl) = h.sleep.as_ref().filter(|sl| sl.seconds < 0) {
+                return Err(doc.err(
+                    format!("{hp}.sleep.seconds"),
+                    format!("{} must be greater than or equal to 0", sl.seconds),
+                ));
             }
         }
     }
@@ -705,6 +710,27 @@ fn port_ref(doc: &DocRef<'_>, path: &str, port: &IntOrString, named: &HashSet<&s
     }
 }
 
+/// httpHeaders names are HTTP tokens (values are checked when sent).
+fn http_headers(doc: &DocRef<'_>, path: &str, h: &HTTPGetAction) -> Result {
+    for (i, hd) in h.http_headers.iter().flatten().enumerate() {
+        let token = !hd.name.is_empty()
+            && hd
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            return Err(doc.err(
+                format!("{path}.httpHeaders[{i}].name"),
+                invalid(
+                    &hd.name,
+                    "a valid HTTP header must consist of alphanumeric characters or '-'",
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn probe(
     doc: &DocRef<'_>,
     path: &str,
@@ -748,6 +774,7 @@ fn probe(
     }
     if let Some(h) = &p.http_get {
         port_ref(doc, &format!("{path}.httpGet.port"), &h.port, named)?;
+        http_headers(doc, &format!("{path}.httpGet"), h)?;
         one_of(
             doc,
             &format!("{path}.httpGet.scheme"),

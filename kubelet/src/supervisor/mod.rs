@@ -11,6 +11,7 @@
 
 pub(crate) mod container;
 pub mod control;
+mod health;
 
 use std::fs::File;
 use std::io::Write;
@@ -141,10 +142,14 @@ struct Slot {
     retry_at: Option<Timestamp>,
     /// The CrashLoopBackOff already reported for this slot.
     backoff_until: Option<Timestamp>,
+    /// Probes, hooks and the stop of the live instance.
+    health: health::Health,
 }
 
 struct Deletion {
     deadline: Instant,
+    /// A delete with no grace period: no preStop, SIGKILL at once.
+    forced: bool,
     waiters: Vec<UnixStream>,
 }
 
@@ -174,6 +179,8 @@ struct Supervisor {
     pull_opts: Option<PullOptions>,
     /// PID 1 of the pod's shared PID namespace (shareProcessNamespace).
     pause: Option<Pause>,
+    /// Probe and hook handlers in flight.
+    jobs: health::Jobs,
 }
 
 fn node_facts(name: &str) -> NodeFacts {
@@ -214,6 +221,7 @@ pub fn run(paths: NodePaths, uid: &str) -> Result<(), SupervisorError> {
     let listener = control::listen(&dirs.socket()).map_err(sys("bind the control socket"))?;
     let network = node.network()?;
     let store = Store::under(&node.paths.root)?;
+    let jobs = health::Jobs::new().map_err(sys("create the probe eventfd"))?;
     let now = Timestamp::now();
     let spec = desired.pod.spec.clone().unwrap_or_default();
     let mut slots = Vec::new();
@@ -251,6 +259,7 @@ pub fn run(paths: NodePaths, uid: &str) -> Result<(), SupervisorError> {
         tokio: None,
         pull_opts: None,
         pause: None,
+        jobs,
         node,
         desired,
     };
@@ -273,6 +282,8 @@ pub fn run(paths: NodePaths, uid: &str) -> Result<(), SupervisorError> {
             let mut w = control::Wait::new();
             let sig_i = w.add(&sigfd);
             let sock_i = w.add(&listener);
+            // probe and hook results are collected every round
+            w.add(&sup.jobs.runner);
             let live: Vec<(usize, usize)> = sup
                 .slots
                 .iter()
@@ -305,8 +316,10 @@ pub fn run(paths: NodePaths, uid: &str) -> Result<(), SupervisorError> {
         for k in exited {
             sup.collect(k);
         }
-        reap_orphans(&sup.slots);
+        sup.job_results();
+        reap_orphans(&sup.slots, &sup.jobs.runner.children());
     }
+    sup.jobs.runner.cancel_all();
     let waiters = sup.deleting.take().map(|d| d.waiters).unwrap_or_default();
     let leftovers = sup.remove_all();
     drop(listener);
@@ -326,15 +339,18 @@ fn new_slot(target: Target, c: &Container, waiting: Waiting) -> Slot {
         live: None,
         retry_at: None,
         backoff_until: None,
+        health: health::Health::default(),
     }
 }
 
 /// Reaps exited children that are not container inits (those are
-/// collected through their pidfds, with their status).
-fn reap_orphans(slots: &[Slot]) {
+/// collected through their pidfds, with their status) nor `runtime exec`
+/// children of probes and hooks (their workers reap them).
+fn reap_orphans(slots: &[Slot], exec_children: &[i32]) {
     let inits: Vec<i32> = slots
         .iter()
         .filter_map(|s| s.live.as_ref().map(|l| l.pid))
+        .chain(exec_children.iter().copied())
         .collect();
     loop {
         // SAFETY: siginfo_t is plain data; zeroed is valid.
@@ -393,6 +409,8 @@ impl Supervisor {
         let now = Timestamp::now();
         if self.deleting.is_some() {
             self.step_delete();
+            self.step_probes();
+            self.step_stops();
             return;
         }
         if self.completed {
@@ -449,10 +467,18 @@ impl Supervisor {
             }
         }
         for t in &plan.start {
+            // a postStart hook holds the next starts back, as the
+            // kubelet's sequential starts do
+            if self.slots.iter().any(|s| s.health.post_start.is_some()) {
+                break;
+            }
             if let Some(k) = self.slot_index(*t) {
                 self.start_slot(k);
             }
         }
+        self.stop_in_order(&plan.stop);
+        self.step_probes();
+        self.step_stops();
         if plan.finished && self.slots.iter().all(|s| s.live.is_none()) {
             // Succeeded or Failed for good: the sandbox goes, the record stays.
             self.stop_pause();
@@ -713,6 +739,7 @@ impl Supervisor {
                 s.retry_at = None;
                 s.live = Some(live);
                 self.retry_backoff.reset(&format!("create/{name}"));
+                self.instance_started(k);
             }
             Err(w) => {
                 let done = Timestamp::now();
@@ -754,6 +781,7 @@ impl Supervisor {
         s.record.state = State::Terminated(t);
         s.record.ready = false;
         s.record.started = false;
+        self.instance_ended(k);
     }
 
     fn begin_delete(&mut self, grace: Option<i64>, waiter: Option<UnixStream>) {
@@ -770,32 +798,42 @@ impl Supervisor {
             Some(d) => {
                 // A later delete may shorten the grace period, never lengthen it.
                 d.deadline = d.deadline.min(deadline);
+                d.forced |= secs == 0;
                 d.waiters.extend(waiter);
             }
             None => {
                 self.deleting = Some(Deletion {
                     deadline,
+                    forced: secs == 0,
                     waiters: waiter.into_iter().collect(),
                 });
+                // as the kubelet: no liveness or startup kills while the
+                // pod terminates; readiness goes on
+                for s in &mut self.slots {
+                    if let Some(p) = s.health.probes.as_mut() {
+                        p.hold();
+                    }
+                }
             }
         }
     }
 
-    /// Deleting: main containers get their stop signal together, then
-    /// sidecars one at a time in reverse order, then any init container;
-    /// past the deadline everything left gets SIGKILL.
+    /// Deleting: main containers are stopped together (preStop, stop
+    /// signal), then sidecars one at a time in reverse order, then any
+    /// init container; past the deadline everything left gets SIGKILL.
     fn step_delete(&mut self) {
-        let Some(deadline) = self.deleting.as_ref().map(|d| d.deadline) else {
+        let Some((deadline, forced)) = self.deleting.as_ref().map(|d| (d.deadline, d.forced))
+        else {
             return;
         };
-        let now = Timestamp::now();
+        let now = Instant::now();
         let is_sidecar = |s: &Slot| s.container.restart_policy.as_deref() == Some("Always");
         let main: Vec<usize> = (0..self.slots.len())
             .filter(|&k| {
                 matches!(self.slots[k].target, Target::Main(_)) && self.slots[k].live.is_some()
             })
             .collect();
-        let to_signal: Vec<usize> = if !main.is_empty() {
+        let mut to_stop: Vec<usize> = if !main.is_empty() {
             main
         } else if let Some(k) = (0..self.slots.len())
             .rev()
@@ -807,23 +845,25 @@ impl Supervisor {
                 .filter(|&k| self.slots[k].live.is_some())
                 .collect()
         };
-        for k in to_signal {
-            let name = self.slots[k].container.name.clone();
-            let Some(live) = self.slots[k].live.as_mut() else {
-                continue;
-            };
-            if !live.signaled {
-                live.signaled = true;
-                let _ = self.node.runtime.kill(&live.id, live.stop_signal, false);
-                self.events.push(Event::killing(now, &name));
-            }
+        if now >= deadline {
+            // out of time: whatever still waits its turn goes now
+            to_stop = (0..self.slots.len())
+                .filter(|&k| self.slots[k].live.is_some())
+                .collect();
         }
-        if Instant::now() >= deadline {
-            for s in &mut self.slots {
-                if let Some(live) = s.live.as_mut().filter(|l| !l.killed) {
-                    live.killed = true;
-                    let _ = self.node.runtime.kill(&live.id, libc::SIGKILL, true);
-                }
+        for k in to_stop {
+            if self.slots[k].health.stop.is_some() {
+                continue;
+            }
+            // none left at the deadline: no preStop, SIGKILL at once
+            let left = deadline.saturating_duration_since(now);
+            let name = self.slots[k].container.name.clone();
+            self.begin_stop(k, left, forced, format!("Stopping container {name}"));
+        }
+        for s in &mut self.slots {
+            if let (Some(_), Some(stop)) = (&s.live, s.health.stop.as_mut()) {
+                stop.deadline = stop.deadline.min(deadline);
+                stop.forced |= forced;
             }
         }
     }
@@ -846,6 +886,9 @@ impl Supervisor {
         }
         consider(self.sandbox_retry.filter(|_| self.sandbox.is_none()));
         let mut d = wake.map_or(Duration::from_secs(3600), |w| backoff::elapsed(now, w));
+        if let Some(t) = self.health_wake() {
+            d = d.min(t.saturating_duration_since(Instant::now()));
+        }
         if let Some(del) = &self.deleting {
             d = d.min(del.deadline.saturating_duration_since(Instant::now()));
         }
@@ -857,8 +900,8 @@ impl Supervisor {
     /// something to say.
     fn publish(&mut self) {
         let now = Timestamp::now();
-        let init = self.records(true);
-        let main = self.records(false);
+        let init = self.shown_records(true);
+        let main = self.shown_records(false);
         let facts = status::PodFacts {
             pod_ip: self.pod_ip.clone(),
             host_ip: Some(Node::host_ip(&self.network)),
