@@ -9,8 +9,10 @@
 //! It never forks: containers are made by running the OCI runtime, the
 //! log pumps and image pulls run on threads.
 
+pub mod adopt;
 pub(crate) mod container;
 pub mod control;
+mod stuck;
 
 use std::fs::File;
 use std::io::Write;
@@ -146,6 +148,8 @@ struct Slot {
 struct Deletion {
     deadline: Instant,
     waiters: Vec<UnixStream>,
+    /// When the deletion was asked for (the pod's deletionTimestamp).
+    since: Timestamp,
 }
 
 struct Supervisor {
@@ -209,6 +213,8 @@ pub fn run(paths: NodePaths, uid: &str) -> Result<(), SupervisorError> {
         podstate::load_desired(&pod_file)?.ok_or_else(|| SupervisorError::NoPod(uid.into()))?;
     let dirs = PodDirs::new(&node.paths, &desired.pod)?;
     crate::node::private_dir(&dirs.run).map_err(sys("create the supervisor directory"))?;
+    // one supervisor per pod: a re-spawned one waits for no other
+    let _lock = adopt::lock(&dirs).map_err(sys("take the supervisor lock"))?;
     std::fs::write(dirs.pid_file(), format!("{}\n", std::process::id()))
         .map_err(sys("write the supervisor pid file"))?;
     let listener = control::listen(&dirs.socket()).map_err(sys("bind the control socket"))?;
@@ -254,18 +260,23 @@ pub fn run(paths: NodePaths, uid: &str) -> Result<(), SupervisorError> {
         node,
         desired,
     };
-    let pod = &sup.desired.pod;
-    sup.events.push(Event::scheduled(
-        now,
-        pod.metadata.namespace.as_deref().unwrap_or("default"),
-        pod.metadata.name.as_deref().unwrap_or_default(),
-        &sup.node.name,
-    ));
+    // a supervisor that died left its pod: take it over as it is
+    if !adopt::restore(&mut sup) {
+        let pod = &sup.desired.pod;
+        sup.events.push(Event::scheduled(
+            now,
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            &sup.node.name,
+        ));
+    }
 
     loop {
         sup.step();
         sup.publish();
-        if sup.deleting.is_some() && sup.slots.iter().all(|s| s.live.is_none()) {
+        if sup.deleting.is_some()
+            && (sup.slots.iter().all(|s| s.live.is_none()) || stuck::gave_up(&sup))
+        {
             break;
         }
         let timeout = sup.next_wake();
@@ -307,13 +318,24 @@ pub fn run(paths: NodePaths, uid: &str) -> Result<(), SupervisorError> {
         }
         reap_orphans(&sup.slots);
     }
-    let waiters = sup.deleting.take().map(|d| d.waiters).unwrap_or_default();
-    let leftovers = sup.remove_all();
-    drop(listener);
-    let reply = DeleteReply { leftovers };
+    let waiters = sup
+        .deleting
+        .as_mut()
+        .map(|d| std::mem::take(&mut d.waiters))
+        .unwrap_or_default();
+    let mut leftovers = sup.remove_all();
+    leftovers.extend(stuck::survivors(&sup));
+    let reply = DeleteReply {
+        leftovers: leftovers.clone(),
+    };
     for w in waiters {
         control::reply(w, &reply);
     }
+    if !leftovers.is_empty() {
+        // the pod stays (Terminating) until what is left is gone
+        stuck::retry(&mut sup, &listener, &mut sigfd, leftovers);
+    }
+    drop(listener);
     Ok(())
 }
 
@@ -712,6 +734,7 @@ impl Supervisor {
                 s.record.started = true;
                 s.retry_at = None;
                 s.live = Some(live);
+                adopt::save_instance(&self.dirs, &self.slots[k]);
                 self.retry_backoff.reset(&format!("create/{name}"));
             }
             Err(w) => {
@@ -776,8 +799,15 @@ impl Supervisor {
                 self.deleting = Some(Deletion {
                     deadline,
                     waiters: waiter.into_iter().collect(),
+                    since: Timestamp::now(),
                 });
             }
+        }
+        if let Some(d) = &self.deleting {
+            adopt::save_deadline(
+                &self.dirs,
+                d.deadline.saturating_duration_since(Instant::now()),
+            );
         }
     }
 
@@ -819,11 +849,17 @@ impl Supervisor {
             }
         }
         if Instant::now() >= deadline {
+            let mut killed = false;
             for s in &mut self.slots {
                 if let Some(live) = s.live.as_mut().filter(|l| !l.killed) {
                     live.killed = true;
+                    killed = true;
                     let _ = self.node.runtime.kill(&live.id, libc::SIGKILL, true);
                 }
+            }
+            if killed {
+                // a frozen cgroup keeps SIGKILL pending until thawed
+                stuck::thaw_and_kill(self.uid());
             }
         }
     }
@@ -847,7 +883,14 @@ impl Supervisor {
         consider(self.sandbox_retry.filter(|_| self.sandbox.is_none()));
         let mut d = wake.map_or(Duration::from_secs(3600), |w| backoff::elapsed(now, w));
         if let Some(del) = &self.deleting {
-            d = d.min(del.deadline.saturating_duration_since(Instant::now()));
+            // the grace period's end, then when waiting for SIGKILL ends
+            let now = Instant::now();
+            let at = if now < del.deadline {
+                del.deadline
+            } else {
+                del.deadline + stuck::KILL_WAIT
+            };
+            d = d.min(at.saturating_duration_since(now));
         }
         // never a busy loop, never later than asked
         d.max(Duration::from_millis(1))
@@ -878,6 +921,12 @@ impl Supervisor {
             self.report(r);
         }
         let mut pod = self.pod().clone();
+        if let Some(d) = &self.deleting {
+            // as the API server marks a pod being deleted: Terminating
+            pod.metadata.deletion_timestamp = Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(d.since),
+            );
+        }
         pod.status = Some(st.clone());
         self.last_status = Some(st);
         let slot_state = |s: &Slot| SlotState {
