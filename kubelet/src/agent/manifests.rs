@@ -270,11 +270,11 @@ mod tests {
         // just written: not read yet
         let r = m.refresh("n1", SystemTime::now(), &none);
         assert!(m.files.is_empty() && r.again_in.is_some(), "{r:?}");
-        settle();
-        let r = m.refresh("n1", SystemTime::now(), &none);
-        assert!(r.changed);
         assert_eq!(r.notes.len(), 1, "{:?}", r.notes);
         assert!(r.notes[0].contains("sub: a directory"), "{:?}", r.notes);
+        settle();
+        let r = m.refresh("n1", SystemTime::now(), &none);
+        assert!(r.changed && r.notes.is_empty(), "{r:?}");
         let pods = &m.files["web.yaml"].pods;
         assert_eq!(pods.len(), 1);
         assert_eq!(pods[0].pod.metadata.name.as_deref(), Some("web-n1"));
@@ -298,7 +298,7 @@ mod tests {
         fs::write(dir.path().join("web.yaml"), "").unwrap();
         settle();
         let r = m.refresh("n1", SystemTime::now(), &none);
-        assert!(!r.changed && r.notes[0].contains("no Pod"), "{r:?}");
+        assert!(!r.changed && r.notes[0].contains("left as they are"), "{r:?}");
         // the finished edit: a new pod
         fs::write(
             dir.path().join("web.yaml"),
