@@ -298,7 +298,10 @@ mod tests {
         fs::write(dir.path().join("web.yaml"), "").unwrap();
         settle();
         let r = m.refresh("n1", SystemTime::now(), &none);
-        assert!(!r.changed && r.notes[0].contains("left as they are"), "{r:?}");
+        assert!(
+            !r.changed && r.notes[0].contains("left as they are"),
+            "{r:?}"
+        );
         // the finished edit: a new pod
         fs::write(
             dir.path().join("web.yaml"),

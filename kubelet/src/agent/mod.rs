@@ -253,6 +253,39 @@ pub fn run(cfg: Config) -> Result<(), AgentError> {
     }
 }
 
+/// Asks the pod's supervisor to delete it and waits until it is gone.
+/// Never removes anything itself: that would run processes from this
+/// thread, which the agent's reaper (it reaps every child, container
+/// inits orphaned to it among them) could reap before their waiter. A pod
+/// without a live supervisor gets one from the watcher within seconds.
+fn delete_through_supervisor(k: &KnownPod) -> Result<Vec<String>, String> {
+    let req = control::Request::Delete {
+        grace_period_seconds: None,
+    };
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if !k.dirs.state.exists() {
+            return Ok(Vec::new());
+        }
+        match control::request(&k.dirs.socket(), &req) {
+            Ok(reply) if !reply.leftovers.is_empty() => return Ok(reply.leftovers),
+            Ok(_) => {
+                // it answers just before it exits, its directories removed
+                let gone_by = Instant::now() + Duration::from_secs(10);
+                while k.dirs.state.exists() && Instant::now() < gone_by {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                return Ok(Vec::new());
+            }
+            // no supervisor listening (yet), or it died while deleting
+            Err(_) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(format!("asking its supervisor: {e}")),
+        }
+    }
+}
+
 impl Agent {
     /// Looks for supervisors; true when pods went.
     fn scan(&mut self) -> bool {
@@ -427,11 +460,10 @@ impl Agent {
         let uid = k.dirs.uid.clone();
         let name = k.name().to_string();
         self.deleting.insert(uid.clone(), name.clone());
-        let node = self.node.clone();
         let tx = self.done_tx.clone();
         let wake = self.wake_w.try_clone();
         std::thread::spawn(move || {
-            let r = crate::pods::delete(&node, &k, None).map_err(|e| e.to_string());
+            let r = delete_through_supervisor(&k);
             let _ = tx.send((uid, name, r));
             if let Ok(w) = wake {
                 let _ = File::from(w).write_all(b"x");

@@ -12,6 +12,7 @@
 pub mod adopt;
 pub(crate) mod container;
 pub mod control;
+mod lean;
 mod stuck;
 
 use std::fs::File;
@@ -199,6 +200,7 @@ fn node_facts(name: &str) -> NodeFacts {
 
 /// Runs the supervisor of pod `uid` until the pod is deleted.
 pub fn run(paths: NodePaths, uid: &str) -> Result<(), SupervisorError> {
+    lean::one_arena();
     // Before any thread: the signal mask is inherited by every thread.
     let mut sigfd = control::signals().map_err(|e| SupervisorError::Sys {
         step: "block termination signals",
@@ -280,6 +282,9 @@ pub fn run(paths: NodePaths, uid: &str) -> Result<(), SupervisorError> {
             break;
         }
         let timeout = sup.next_wake();
+        if timeout >= Duration::from_secs(1) {
+            lean::trim();
+        }
         let (sig_ready, sock_ready, exited) = {
             let mut w = control::Wait::new();
             let sig_i = w.add(&sigfd);
