@@ -51,13 +51,14 @@ cleanup() {
   set +e
   if [ -n "$agent" ]; then kill "$agent" 2>/dev/null; wait "$agent" 2>/dev/null; fi
   # the agent is stopped: deleting its static pods is final
-  "$krun" get pods -o name 2>/dev/null | sed 's|^pod/||' |
+  "$krun" get pods 2>/dev/null | awk 'NR > 1 {print $1}' |
     xargs -r -P 8 -n 1 "$krun" delete --grace-period 0 pod >/dev/null 2>&1
   for i in $(seq "$n"); do
     [ -e "$work/podman-$i" ] && podman kube down "$work/src/d$i.yaml" >/dev/null 2>&1
   done
   "$krun" network --config-dir "$KRUN_CONFIG_DIR" --state-dir "$KRUN_ROOT/netplug" reset >/dev/null 2>&1
-  rm -rf "$work" "$KRUN_RUN_ROOT"
+  # never into a mount a pod that would not go still holds
+  rm -rf --one-file-system "$work" "$KRUN_RUN_ROOT"
   hugetlb_v1_release
 }
 trap cleanup EXIT
@@ -125,7 +126,7 @@ lmed=$(printf '%s\n' "${lat[@]}" | sort -n | awk '{a[NR]=$1} END{print a[int((NR
 # krun's pods go before podman's start: each side measured alone
 kill "$agent"; wait "$agent" || true; agent=
 for i in $(seq "$n"); do mv "$work/manifests/d$i.yaml" "$work/src/"; done
-"$krun" get pods -o name | sed 's|^pod/||' | xargs -r -P 8 -n 1 "$krun" delete --grace-period 0 pod >/dev/null
+"$krun" get pods | awk 'NR > 1 {print $1}' | xargs -r -P 8 -n 1 "$krun" delete --grace-period 0 pod >/dev/null
 
 # --- podman: the same manifests ---
 t2=$(now)
