@@ -141,6 +141,25 @@ pub fn gc(dir: &Path, age: Duration) {
     }
 }
 
+/// An exited child of the caller, left unreaped (WNOWAIT): its pid, or
+/// None when no child has exited.
+pub fn exited_child() -> Option<i32> {
+    // SAFETY: siginfo_t is plain data; zeroed is valid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid peeks (WNOWAIT) at any exited child.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: si_pid is set by a successful waitid (0 when none).
+    let pid = unsafe { info.si_pid() };
+    (rc == 0 && pid != 0).then_some(pid)
+}
+
 /// A wait status as an [`Exit`].
 pub fn decode(status: i32) -> Exit {
     if libc::WIFEXITED(status) {

@@ -147,6 +147,15 @@ fn ns_path(dir: &Path, kind: Kind) -> PathBuf {
     dir.join("ns").join(kind.name())
 }
 
+/// The host's namespace, or the sandbox's own of that kind.
+fn own_ns(dir: &Path, host: bool, kind: Kind) -> Ns {
+    if host {
+        Ns::Host
+    } else {
+        Ns::Join(ns_path(dir, kind))
+    }
+}
+
 /// The pod's hostname as the kubelet chooses it (spec.hostname or the pod
 /// name cut to 63 characters, see [`crate::podfiles::hostname_and_domain`]).
 pub fn pod_hostname(pod: &Pod) -> Result<String> {
@@ -234,13 +243,7 @@ pub fn create(run_root: &Path, network: &Network, pod: &Pod) -> Result<PodSandbo
     );
     match made {
         Ok((shm, attachment)) => {
-            let own = |host: bool, kind: Kind| {
-                if host {
-                    Ns::Host
-                } else {
-                    Ns::Join(ns_path(&dir, kind))
-                }
-            };
+            let own = |host: bool, kind: Kind| own_ns(&dir, host, kind);
             Ok(PodSandbox {
                 uid,
                 hostname,
@@ -283,13 +286,7 @@ pub fn reopen(run_root: &Path, network: &Network, pod: &Pod) -> Result<Option<Po
     } else {
         network.attachment(&uid, POD_IFNAME)?
     };
-    let own = |host: bool, kind: Kind| {
-        if host {
-            Ns::Host
-        } else {
-            Ns::Join(ns_path(&dir, kind))
-        }
-    };
+    let own = |host: bool, kind: Kind| own_ns(&dir, host, kind);
     Ok(Some(PodSandbox {
         hostname: pod_hostname(pod)?,
         net: own(host_network, Kind::Net),

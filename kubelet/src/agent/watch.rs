@@ -255,23 +255,7 @@ impl Watcher {
     /// inits (or pause processes) orphaned to it, whose statuses become
     /// exit files.
     pub fn reap(&mut self, exits: &Path) {
-        loop {
-            // SAFETY: siginfo_t is plain data; zeroed is valid.
-            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-            // SAFETY: waitid peeks (WNOWAIT) at any exited child.
-            let rc = unsafe {
-                libc::waitid(
-                    libc::P_ALL,
-                    0,
-                    &mut info,
-                    libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-                )
-            };
-            // SAFETY: si_pid is set by a successful waitid (0 when none).
-            let pid = unsafe { info.si_pid() };
-            if rc != 0 || pid == 0 {
-                return;
-            }
+        while let Some(pid) = crate::exits::exited_child() {
             // read while it is a zombie: with the pid it names the process
             let start = crate::exits::start_ticks(pid);
             let mut status = 0;

@@ -363,21 +363,8 @@ fn reap_orphans(slots: &[Slot]) {
         .iter()
         .filter_map(|s| s.live.as_ref().map(|l| l.pid))
         .collect();
-    loop {
-        // SAFETY: siginfo_t is plain data; zeroed is valid.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: waitid peeks (WNOWAIT) at any exited child.
-        let rc = unsafe {
-            libc::waitid(
-                libc::P_ALL,
-                0,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        // SAFETY: si_pid is set by a successful waitid (0 when none).
-        let pid = unsafe { info.si_pid() };
-        if rc != 0 || pid == 0 || inits.contains(&pid) {
+    while let Some(pid) = crate::exits::exited_child() {
+        if inits.contains(&pid) {
             return;
         }
         // SAFETY: reaps that one child, which has exited.
