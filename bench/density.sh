@@ -47,6 +47,9 @@ cat >"$KRUN_CONFIG_DIR/netplug.json" <<J
 {"clusterCidr":"10.250.0.0/24","subnet":"10.250.0.0/24","bridge":"krund0","mtu":1500,"ipMasq":true,"nftTable":"krun_density"}
 J
 agent=
+# kube play makes this network on first use: removed again if this run made it
+kube_net=podman-default-kube-network
+kube_net_was=$(podman network exists "$kube_net" && echo 1 || true)
 cleanup() {
   set +e
   if [ -n "$agent" ]; then kill "$agent" 2>/dev/null; wait "$agent" 2>/dev/null; fi
@@ -56,6 +59,7 @@ cleanup() {
   for i in $(seq "$n"); do
     [ -e "$work/podman-$i" ] && podman kube down "$work/src/d$i.yaml" >/dev/null 2>&1
   done
+  [ -z "$kube_net_was" ] && podman network rm "$kube_net" >/dev/null 2>&1
   "$krun" network --config-dir "$KRUN_CONFIG_DIR" --state-dir "$KRUN_ROOT/netplug" reset >/dev/null 2>&1
   # never into a mount a pod that would not go still holds
   rm -rf --one-file-system "$work" "$KRUN_RUN_ROOT"
