@@ -15,6 +15,13 @@ hugetlb_v1_mount() {
 }
 hugetlb_v1_release() {
   if [ -n "$hugetlb_mounted" ]; then
+    # A v1 hierarchy outlives its unmount while it has child cgroups (the
+    # runtimes' parents such as krun/ or libpod_parent/): hugetlb would not
+    # return to the v2 mount. Remove the empty ones first, deepest first.
+    find /sys/fs/cgroup/hugetlb -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null || true
+    if [ -n "$(find /sys/fs/cgroup/hugetlb -mindepth 1 -type d -print -quit)" ]; then
+      echo "hugetlb.sh: cgroups with processes remain under /sys/fs/cgroup/hugetlb; hugetlb stays on v1 until they are gone" >&2
+    fi
     umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb || true
     hugetlb_mounted=
   fi

@@ -1,7 +1,8 @@
 //! Removing everything of a pod from the node, whatever state it was left
 //! in: container instances (runtime state, rootfs mounts, writable
 //! layers, bundles), the sandbox (network attachment, namespace mounts,
-//! shm), the pod's cgroups, its logs and its state directories.
+//! shm), the pod's cgroups, its volumes (never a hostPath's contents),
+//! its logs and its state directories.
 //! Idempotent; what could not be removed is returned, each naming what.
 
 use std::fs;
@@ -109,6 +110,9 @@ pub fn remove_pod(
         }
     }
     left.extend(remove_cgroups(&dirs.uid));
+    // volumes (tmpfs, subPath pins) are unmounted before their directory
+    // goes; one still mounted keeps the state directory (below)
+    left.extend(crate::volumes::teardown(&dirs.state));
     remove_tree(&dirs.logs, &mut left);
     // With anything left the pod keeps its records (it stays listed, and
     // whoever retries knows it); a rootfs that would not unmount keeps

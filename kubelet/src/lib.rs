@@ -17,14 +17,20 @@ pub mod node;
 pub mod oci_runtime;
 pub mod output;
 pub mod pause;
+pub mod pod_cgroup;
 pub mod podfiles;
 pub mod pods;
 pub mod podstate;
+pub mod probe;
+pub mod qos;
 pub mod sandbox;
 pub mod spec;
 pub mod status;
 pub mod supervisor;
 pub mod tabwriter;
+#[cfg(test)]
+mod test_support;
+pub mod volumes;
 
 /// The OCI types the spec and runtime APIs take, re-exported so callers
 /// use the same version.

@@ -67,12 +67,46 @@ pub struct Manifests {
     pub secrets: Vec<Secret>,
 }
 
-/// Loads and validates every file before anything starts: one bad
-/// document refuses the lot.
-pub fn load(files: &[PathBuf]) -> Result<Manifests> {
+/// The manifest files `paths` name: a directory stands for its .yaml,
+/// .yml and .json files (not its subdirectories), in name order, as
+/// kubectl's `-f DIR` reads them.
+pub fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if !p.is_dir() {
+            out.push(p.clone());
+            continue;
+        }
+        let rd = std::fs::read_dir(p).map_err(io_step(format!("reading {}", p.display())))?;
+        let mut found: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|f| {
+                f.is_file()
+                    && f.extension()
+                        .and_then(|x| x.to_str())
+                        .is_some_and(|x| matches!(x, "yaml" | "yml" | "json"))
+            })
+            .collect();
+        found.sort();
+        if found.is_empty() {
+            return Err(PodsError::NotFound(format!(
+                "{}: no .yaml, .yml or .json files in the directory",
+                p.display()
+            )));
+        }
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+/// Loads and validates every file (a directory: its manifest files)
+/// before anything starts: one bad document refuses the lot.
+pub fn load(paths: &[PathBuf]) -> Result<Manifests> {
     let mut m = Manifests::default();
     let mut seen: HashMap<(String, String), String> = HashMap::new();
-    for f in files {
+    let mut objects: HashMap<(String, String), String> = HashMap::new();
+    for f in &manifest_files(paths)? {
         for doc in manifest::load_file(f)? {
             match doc.object {
                 Object::Pod(p) => {
@@ -95,8 +129,30 @@ pub fn load(files: &[PathBuf]) -> Result<Manifests> {
                         },
                     ));
                 }
-                Object::ConfigMap(c) => m.config_maps.push(*c),
-                Object::Secret(s) => m.secrets.push(*s),
+                Object::ConfigMap(_) | Object::Secret(_) => {
+                    let kind = doc.object.kind();
+                    let meta = match &doc.object {
+                        Object::ConfigMap(c) => &c.metadata,
+                        Object::Secret(s) => &s.metadata,
+                        Object::Pod(p) => &p.metadata,
+                    };
+                    let key = (
+                        format!("{kind}/{}", meta.namespace.as_deref().unwrap_or("default")),
+                        doc.object.name().to_string(),
+                    );
+                    let here = format!("{}: document {}", doc.file, doc.index);
+                    if let Some(first) = objects.insert(key.clone(), here.clone()) {
+                        return Err(PodsError::Conflict(format!(
+                            "{here}: {kind} \"{}\" is also defined at {first}",
+                            key.1
+                        )));
+                    }
+                    match doc.object {
+                        Object::ConfigMap(c) => m.config_maps.push(*c),
+                        Object::Secret(s) => m.secrets.push(*s),
+                        Object::Pod(_) => {}
+                    }
+                }
             }
         }
     }

@@ -352,6 +352,10 @@ fn make(
         Some(shm)
     };
     let attachment = if host_network {
+        // the pod's address is the node's (the bridge gateway, status.hostIP):
+        // it must be on the node even when no other pod brought the bridge up,
+        // or probes of the pod would leave the node
+        network.setup()?;
         None
     } else {
         let mut req = AttachRequest::pod(uid, &ns_path(dir, Kind::Net));

@@ -55,6 +55,10 @@ pub struct StartInputs<'a> {
     pub id: String,
     /// The restart count this instance runs as (names its log file).
     pub restart: u32,
+    pub volumes: &'a crate::volumes::PodVolumes,
+    pub oom_score_adj: i32,
+    /// Where Localhost seccomp profiles are.
+    pub seccomp_dir: &'a Path,
 }
 
 /// The cgroup of a pod; its containers are under it.
@@ -103,8 +107,22 @@ fn make(i: &StartInputs<'_>, cdir: &Path, bundle: &Path) -> Result<Live, Waiting
         termination_log: termination_log.clone(),
         ..i.pod_files.clone()
     };
-    let security = spec::effective_security(i.pod, i.container)
-        .map_err(|e| Waiting::CreateContainerConfigError(e.to_string()))?;
+    let config_err = |e: String| Waiting::CreateContainerConfigError(e);
+    let mut security =
+        spec::effective_security(i.pod, i.container).map_err(|e| config_err(e.to_string()))?;
+    spec::resolve_seccomp(&mut security, i.seccomp_dir).map_err(create_err)?;
+    let env = spec::container_env(i.pod, i.container, &i.objects, i.facts, i.node)
+        .map_err(|e| config_err(e.to_string()))?;
+    let mounts = i
+        .volumes
+        .container_mounts(i.container, &env)
+        .map_err(|e| match e {
+            crate::volumes::MountError::Config(m) => config_err(m),
+            crate::volumes::MountError::Create(m) => create_err(m),
+        })?;
+    security.mounts = mounts.mounts;
+    security.rootfs_propagation = mounts.rootfs_propagation;
+    security.oom_score_adj = Some(i.oom_score_adj);
     let uid = i.pod.metadata.uid.as_deref().unwrap_or_default();
     let built = spec::build(&ContainerInput {
         pod: i.pod,
@@ -121,7 +139,9 @@ fn make(i: &StartInputs<'_>, cdir: &Path, bundle: &Path) -> Result<Live, Waiting
         security,
     })
     .map_err(|e| match e {
-        spec::SpecError::Io { .. } | spec::SpecError::Oci(_) => create_err(e.to_string()),
+        spec::SpecError::Io { .. } | spec::SpecError::Oci(_) | spec::SpecError::Seccomp(_) => {
+            create_err(e.to_string())
+        }
         _ => Waiting::CreateContainerConfigError(e.to_string()),
     })?;
     oci_runtime::write_bundle(bundle, &built.spec, &rootfs)

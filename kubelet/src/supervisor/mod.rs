@@ -12,7 +12,9 @@
 pub mod adopt;
 pub(crate) mod container;
 pub mod control;
+mod health;
 mod lean;
+mod podsetup;
 mod stuck;
 
 use std::fs::File;
@@ -144,10 +146,14 @@ struct Slot {
     retry_at: Option<Timestamp>,
     /// The CrashLoopBackOff already reported for this slot.
     backoff_until: Option<Timestamp>,
+    /// Probes, hooks and the stop of the live instance.
+    health: health::Health,
 }
 
 struct Deletion {
     deadline: Instant,
+    /// A delete with no grace period: no preStop, SIGKILL at once.
+    forced: bool,
     waiters: Vec<UnixStream>,
     /// When the deletion was asked for (the pod's deletionTimestamp).
     since: Timestamp,
@@ -179,6 +185,10 @@ struct Supervisor {
     pull_opts: Option<PullOptions>,
     /// PID 1 of the pod's shared PID namespace (shareProcessNamespace).
     pause: Option<Pause>,
+    /// Probe and hook handlers in flight.
+    jobs: health::Jobs,
+    /// The pod cgroup and volumes.
+    setup: podsetup::PodSetup,
 }
 
 fn node_facts(name: &str) -> NodeFacts {
@@ -222,6 +232,7 @@ pub fn run(paths: NodePaths, uid: &str) -> Result<(), SupervisorError> {
     let listener = control::listen(&dirs.socket()).map_err(sys("bind the control socket"))?;
     let network = node.network()?;
     let store = Store::under(&node.paths.root)?;
+    let jobs = health::Jobs::new().map_err(sys("create the probe eventfd"))?;
     let now = Timestamp::now();
     let spec = desired.pod.spec.clone().unwrap_or_default();
     let mut slots = Vec::new();
@@ -259,6 +270,8 @@ pub fn run(paths: NodePaths, uid: &str) -> Result<(), SupervisorError> {
         tokio: None,
         pull_opts: None,
         pause: None,
+        jobs,
+        setup: Default::default(),
         node,
         desired,
     };
@@ -289,6 +302,8 @@ pub fn run(paths: NodePaths, uid: &str) -> Result<(), SupervisorError> {
             let mut w = control::Wait::new();
             let sig_i = w.add(&sigfd);
             let sock_i = w.add(&listener);
+            // probe and hook results are collected every round
+            w.add(&sup.jobs.runner);
             let live: Vec<(usize, usize)> = sup
                 .slots
                 .iter()
@@ -321,8 +336,10 @@ pub fn run(paths: NodePaths, uid: &str) -> Result<(), SupervisorError> {
         for k in exited {
             sup.collect(k);
         }
-        reap_orphans(&sup.slots);
+        sup.job_results();
+        reap_orphans(&sup.slots, &sup.jobs.runner.children());
     }
+    sup.jobs.runner.cancel_all();
     let waiters = sup
         .deleting
         .as_mut()
@@ -353,15 +370,18 @@ fn new_slot(target: Target, c: &Container, waiting: Waiting) -> Slot {
         live: None,
         retry_at: None,
         backoff_until: None,
+        health: health::Health::default(),
     }
 }
 
 /// Reaps exited children that are not container inits (those are
-/// collected through their pidfds, with their status).
-fn reap_orphans(slots: &[Slot]) {
+/// collected through their pidfds, with their status) nor `runtime exec`
+/// children of probes and hooks (their workers reap them).
+fn reap_orphans(slots: &[Slot], exec_children: &[i32]) {
     let inits: Vec<i32> = slots
         .iter()
         .filter_map(|s| s.live.as_ref().map(|l| l.pid))
+        .chain(exec_children.iter().copied())
         .collect();
     while let Some(pid) = crate::exits::exited_child() {
         if inits.contains(&pid) {
@@ -407,9 +427,14 @@ impl Supervisor {
         let now = Timestamp::now();
         if self.deleting.is_some() {
             self.step_delete();
+            self.step_probes();
+            self.step_stops();
             return;
         }
         if self.completed {
+            return;
+        }
+        if !self.ensure_pod_setup() {
             return;
         }
         if self.sandbox.is_none() {
@@ -463,10 +488,18 @@ impl Supervisor {
             }
         }
         for t in &plan.start {
+            // a postStart hook holds the next starts back, as the
+            // kubelet's sequential starts do
+            if self.slots.iter().any(|s| s.health.post_start.is_some()) {
+                break;
+            }
             if let Some(k) = self.slot_index(*t) {
                 self.start_slot(k);
             }
         }
+        self.stop_in_order(&plan.stop);
+        self.step_probes();
+        self.step_stops();
         if plan.finished && self.slots.iter().all(|s| s.live.is_none()) {
             // Succeeded or Failed for good: the sandbox goes, the record stays.
             self.stop_pause();
@@ -660,9 +693,14 @@ impl Supervisor {
         if self.slots[k].live.is_some() || self.slots[k].retry_at.is_some_and(|t| t > now) {
             return;
         }
-        let (Some(sb), Some(files)) = (self.sandbox.clone(), self.pod_files.clone()) else {
+        let (Some(sb), Some(files), Some(volumes)) = (
+            self.sandbox.clone(),
+            self.pod_files.clone(),
+            self.setup.volumes.clone(),
+        ) else {
             return;
         };
+        let oom_score_adj = self.oom_score_adj(k);
         let image = match self.ensure_image(k) {
             Ok(rec) => rec,
             Err(w) => {
@@ -705,6 +743,9 @@ impl Supervisor {
                 },
                 id,
                 restart: restart.max(0) as u32,
+                volumes: &volumes,
+                oom_score_adj,
+                seccomp_dir: &self.node.paths.seccomp_dir(),
             };
             container::start(&inputs)
         };
@@ -728,6 +769,7 @@ impl Supervisor {
                 s.live = Some(live);
                 adopt::save_instance(&self.dirs, &self.slots[k]);
                 self.retry_backoff.reset(&format!("create/{name}"));
+                self.instance_started(k);
             }
             Err(w) => {
                 let done = Timestamp::now();
@@ -769,6 +811,7 @@ impl Supervisor {
         s.record.state = State::Terminated(t);
         s.record.ready = false;
         s.record.started = false;
+        self.instance_ended(k);
     }
 
     fn begin_delete(&mut self, grace: Option<i64>, waiter: Option<UnixStream>) {
@@ -785,14 +828,23 @@ impl Supervisor {
             Some(d) => {
                 // A later delete may shorten the grace period, never lengthen it.
                 d.deadline = d.deadline.min(deadline);
+                d.forced |= secs == 0;
                 d.waiters.extend(waiter);
             }
             None => {
                 self.deleting = Some(Deletion {
                     deadline,
+                    forced: secs == 0,
                     waiters: waiter.into_iter().collect(),
                     since: Timestamp::now(),
                 });
+                // as the kubelet: no liveness or startup kills while the
+                // pod terminates; readiness goes on
+                for s in &mut self.slots {
+                    if let Some(p) = s.health.probes.as_mut() {
+                        p.hold();
+                    }
+                }
             }
         }
         if let Some(d) = &self.deleting {
@@ -803,21 +855,22 @@ impl Supervisor {
         }
     }
 
-    /// Deleting: main containers get their stop signal together, then
-    /// sidecars one at a time in reverse order, then any init container;
-    /// past the deadline everything left gets SIGKILL.
+    /// Deleting: main containers are stopped together (preStop, stop
+    /// signal), then sidecars one at a time in reverse order, then any
+    /// init container; past the deadline everything left gets SIGKILL.
     fn step_delete(&mut self) {
-        let Some(deadline) = self.deleting.as_ref().map(|d| d.deadline) else {
+        let Some((deadline, forced)) = self.deleting.as_ref().map(|d| (d.deadline, d.forced))
+        else {
             return;
         };
-        let now = Timestamp::now();
+        let now = Instant::now();
         let is_sidecar = |s: &Slot| s.container.restart_policy.as_deref() == Some("Always");
         let main: Vec<usize> = (0..self.slots.len())
             .filter(|&k| {
                 matches!(self.slots[k].target, Target::Main(_)) && self.slots[k].live.is_some()
             })
             .collect();
-        let to_signal: Vec<usize> = if !main.is_empty() {
+        let mut to_stop: Vec<usize> = if !main.is_empty() {
             main
         } else if let Some(k) = (0..self.slots.len())
             .rev()
@@ -829,29 +882,25 @@ impl Supervisor {
                 .filter(|&k| self.slots[k].live.is_some())
                 .collect()
         };
-        for k in to_signal {
-            let name = self.slots[k].container.name.clone();
-            let Some(live) = self.slots[k].live.as_mut() else {
-                continue;
-            };
-            if !live.signaled {
-                live.signaled = true;
-                let _ = self.node.runtime.kill(&live.id, live.stop_signal, false);
-                self.events.push(Event::killing(now, &name));
-            }
+        if now >= deadline {
+            // out of time: whatever still waits its turn goes now
+            to_stop = (0..self.slots.len())
+                .filter(|&k| self.slots[k].live.is_some())
+                .collect();
         }
-        if Instant::now() >= deadline {
-            let mut killed = false;
-            for s in &mut self.slots {
-                if let Some(live) = s.live.as_mut().filter(|l| !l.killed) {
-                    live.killed = true;
-                    killed = true;
-                    let _ = self.node.runtime.kill(&live.id, libc::SIGKILL, true);
-                }
+        for k in to_stop {
+            if self.slots[k].health.stop.is_some() {
+                continue;
             }
-            if killed {
-                // a frozen cgroup keeps SIGKILL pending until thawed
-                stuck::thaw_and_kill(self.uid());
+            // none left at the deadline: no preStop, SIGKILL at once
+            let left = deadline.saturating_duration_since(now);
+            let name = self.slots[k].container.name.clone();
+            self.begin_stop(k, left, forced, format!("Stopping container {name}"));
+        }
+        for s in &mut self.slots {
+            if let (Some(_), Some(stop)) = (&s.live, s.health.stop.as_mut()) {
+                stop.deadline = stop.deadline.min(deadline);
+                stop.forced |= forced;
             }
         }
     }
@@ -873,7 +922,11 @@ impl Supervisor {
             }
         }
         consider(self.sandbox_retry.filter(|_| self.sandbox.is_none()));
+        consider(self.setup.retry_at);
         let mut d = wake.map_or(Duration::from_secs(3600), |w| backoff::elapsed(now, w));
+        if let Some(t) = self.health_wake() {
+            d = d.min(t.saturating_duration_since(Instant::now()));
+        }
         if let Some(del) = &self.deleting {
             // the grace period's end, then when waiting for SIGKILL ends
             let now = Instant::now();
@@ -892,8 +945,8 @@ impl Supervisor {
     /// something to say.
     fn publish(&mut self) {
         let now = Timestamp::now();
-        let init = self.records(true);
-        let main = self.records(false);
+        let init = self.shown_records(true);
+        let main = self.shown_records(false);
         let facts = status::PodFacts {
             pod_ip: self.pod_ip.clone(),
             host_ip: Some(Node::host_ip(&self.network)),
@@ -909,9 +962,7 @@ impl Supervisor {
             self.last_status.as_ref(),
             now,
         );
-        if let Some(r) = ready_report(&st) {
-            self.report(r);
-        }
+        let report = ready_report(&st);
         let mut pod = self.pod().clone();
         if let Some(d) = &self.deleting {
             // as the API server marks a pod being deleted: Terminating
@@ -950,6 +1001,10 @@ impl Supervisor {
         };
         if let Err(e) = podstate::save_status(&self.dirs, &file) {
             eprintln!("krun supervisor {}: {e}", self.uid());
+        }
+        // after the status is written: what `apply -d` says, `get` shows
+        if let Some(r) = report {
+            self.report(r);
         }
     }
 

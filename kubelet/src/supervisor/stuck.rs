@@ -66,9 +66,14 @@ fn pod_dirs(uid: &str) -> Vec<PathBuf> {
 }
 
 /// Thaws every frozen cgroup of the pod (parents first, since a child
-/// stays frozen under a frozen parent) and kills what is in it on v2.
-pub fn thaw_and_kill(uid: &str) {
-    for top in pod_dirs(uid) {
+/// stays frozen under a frozen parent) and kills what is in it on v2; with
+/// `container`, only that container's cgroup (the rest of the pod runs on).
+pub fn thaw_and_kill(uid: &str, container: Option<&str>) {
+    let tops = pod_dirs(uid)
+        .into_iter()
+        .map(|d| container.map_or(d.clone(), |c| d.join(c)))
+        .filter(|d| d.is_dir());
+    for top in tops {
         for d in tree(&top) {
             let v1 = d.join("freezer.state");
             if v1.exists() {
@@ -185,7 +190,7 @@ pub(super) fn retry(
                 sup.collect(k);
             }
         }
-        thaw_and_kill(&sup.dirs.uid);
+        thaw_and_kill(&sup.dirs.uid, None);
         left = sup.remove_all();
         left.extend(survivors(sup));
         if left.is_empty() {
