@@ -347,6 +347,9 @@ pub fn run(paths: NodePaths, uid: &str) -> Result<(), SupervisorError> {
         .unwrap_or_default();
     let mut leftovers = sup.remove_all();
     leftovers.extend(stuck::survivors(&sup));
+    if !leftovers.is_empty() {
+        stuck::note(&mut sup, &leftovers, None);
+    }
     let reply = DeleteReply {
         leftovers: leftovers.clone(),
     };

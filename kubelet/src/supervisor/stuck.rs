@@ -136,22 +136,8 @@ pub(super) fn retry(
     sigfd: &mut SignalFd,
     mut left: Vec<String>,
 ) {
-    let mut delay = Duration::from_secs(1);
+    let mut delay = FIRST_RETRY;
     loop {
-        let msg = format!(
-            "error killing pod: could not remove everything (retrying in {}s): {}",
-            delay.as_secs(),
-            left.join("; ")
-        );
-        eprintln!("krun supervisor {}: {msg}", sup.dirs.uid);
-        sup.events.push(Event {
-            time: Timestamp::now(),
-            type_: EventType::Warning,
-            reason: "FailedKillPod".into(),
-            from: "kubelet".into(),
-            message: msg,
-        });
-        sup.publish();
         let until = Instant::now() + delay;
         loop {
             let wait = until.saturating_duration_since(Instant::now());
@@ -201,5 +187,29 @@ pub(super) fn retry(
             return;
         }
         delay = (delay * 2).min(RETRY_MAX);
+        note(sup, &left, Some(delay));
     }
+}
+
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+/// Says what is left (a Warning event, the status file) before the next
+/// attempt; the first time before the delete is answered, so whoever
+/// asked sees it at once.
+pub(super) fn note(sup: &mut Supervisor, left: &[String], delay: Option<Duration>) {
+    let delay = delay.unwrap_or(FIRST_RETRY);
+    let msg = format!(
+        "error killing pod: could not remove everything (retrying in {}s): {}",
+        delay.as_secs(),
+        left.join("; ")
+    );
+    eprintln!("krun supervisor {}: {msg}", sup.dirs.uid);
+    sup.events.push(Event {
+        time: Timestamp::now(),
+        type_: EventType::Warning,
+        reason: "FailedKillPod".into(),
+        from: "kubelet".into(),
+        message: msg,
+    });
+    sup.publish();
 }
