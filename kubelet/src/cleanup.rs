@@ -93,9 +93,6 @@ pub fn remove_pod(
 ) -> Vec<String> {
     crate::pause::stop_orphan(&dirs.pause_pid_file());
     let mut left = remove_containers(node, store, dirs);
-    // A rootfs that would not unmount keeps its directory: removing files
-    // through a live overlay is not removing them.
-    let keep_state = !left.is_empty();
     match network {
         Some(net) => {
             if let Err(e) = crate::sandbox::teardown(&node.paths.sandbox_root(), net, &dirs.uid) {
@@ -114,13 +111,15 @@ pub fn remove_pod(
     }
     left.extend(remove_cgroups(&dirs.uid));
     // volumes (tmpfs, subPath pins) are unmounted before their directory
-    // goes; one still mounted keeps the state directory
-    let volumes_left = crate::volumes::teardown(&dirs.state);
-    let keep_state = keep_state || !volumes_left.is_empty();
-    left.extend(volumes_left);
+    // goes; one still mounted keeps the state directory (below)
+    left.extend(crate::volumes::teardown(&dirs.state));
     remove_tree(&dirs.logs, &mut left);
-    remove_tree(&dirs.run, &mut left);
-    if !keep_state {
+    // With anything left the pod keeps its records (it stays listed, and
+    // whoever retries knows it); a rootfs that would not unmount keeps
+    // its directory: removing files through a live overlay is not
+    // removing them.
+    if left.is_empty() {
+        remove_tree(&dirs.run, &mut left);
         remove_tree(&dirs.state, &mut left);
     }
     left

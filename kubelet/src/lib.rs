@@ -1,11 +1,13 @@
 //! krun-kubelet: pod manifests, sandboxes, container lifecycle, probes,
 //! logs and the node agent.
 
+pub mod agent;
 pub mod backoff;
 pub mod cleanup;
 pub mod describe;
 pub mod events;
 pub mod exec;
+pub mod exits;
 pub mod identity;
 pub mod lifecycle;
 pub mod log_pump;

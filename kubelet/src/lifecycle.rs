@@ -271,6 +271,7 @@ mod tests {
             finished_at: at,
             message: None,
             container_id: None,
+            status_unknown: false,
         });
     }
 

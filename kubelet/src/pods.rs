@@ -313,6 +313,13 @@ pub fn launch(node: &Node, desired: &DesiredPod) -> Result<Launched> {
     })
 }
 
+/// Starts a supervisor for a pod already admitted (its pod.json saved):
+/// the node agent's re-spawn of one that died. Returns it and the read
+/// end of its readiness pipe.
+pub fn respawn(node: &Node, dirs: &PodDirs) -> Result<(Child, File)> {
+    spawn_supervisor(node, dirs)
+}
+
 fn spawn_supervisor(node: &Node, dirs: &PodDirs) -> Result<(Child, File)> {
     crate::node::private_dir(&dirs.run)
         .map_err(io_step(format!("creating {}", dirs.run.display())))?;
@@ -367,6 +374,11 @@ fn spawn_supervisor(node: &Node, dirs: &PodDirs) -> Result<(Child, File)> {
 }
 
 impl Launched {
+    /// The readiness pipe, for a caller that polls it itself.
+    pub fn take_ready(&mut self) -> Option<File> {
+        self.ready.take()
+    }
+
     /// Waits until the supervisor reports the pod Running (or completed)
     /// or why it cannot start; at most `timeout`.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<ReadyReport> {
@@ -406,6 +418,11 @@ impl Launched {
             .read_line(&mut line)
             .map_err(io_step("reading the supervisor's report"))?;
         if line.trim().is_empty() {
+            // the supervisor died before it answered; a re-spawned one
+            // (the node agent's) goes on, and writes the status file
+            if let Some(r) = self.report_from_status(deadline) {
+                return Ok(r);
+            }
             let log = std::fs::read_to_string(self.dirs.run.join("supervisor.log"))
                 .ok()
                 .and_then(|t| t.lines().last().map(str::to_string))
@@ -418,6 +435,39 @@ impl Launched {
         serde_json::from_str(line.trim())
             .map_err(|e| PodsError::Failed(format!("the supervisor's report: {e}")))
     }
+}
+
+impl Launched {
+    /// The report a re-spawned supervisor's status file gives, waiting
+    /// until `deadline` while a live supervisor runs the pod (one must
+    /// come within a few seconds).
+    fn report_from_status(&self, deadline: Instant) -> Option<ReadyReport> {
+        let respawn_by = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            let st = podstate::load_status(&self.dirs).ok().flatten();
+            let alive = st.as_ref().is_some_and(|s| {
+                s.supervisor_pid != self.child.id() as i32 && pid_alive(s.supervisor_pid)
+            });
+            if alive {
+                if let Some(r) = st
+                    .as_ref()
+                    .and_then(|s| s.pod.status.as_ref())
+                    .and_then(crate::supervisor::ready_report)
+                {
+                    return Some(r);
+                }
+            } else if Instant::now() >= respawn_by || !self.dirs.state.exists() {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+}
+
+fn pid_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
 }
 
 /// Deletes a pod: its supervisor stops the containers (stop signal, the
@@ -433,7 +483,31 @@ pub fn delete(node: &Node, pod: &KnownPod, grace_period: Option<i64>) -> Result<
         .status
         .as_ref()
         .and_then(|s| crate::oci_runtime::pidfd_open(s.supervisor_pid).ok());
-    match control::request(&pod.dirs.socket(), &req) {
+    let mut answered = control::request(&pod.dirs.socket(), &req);
+    if answered
+        .as_ref()
+        .is_err_and(|e| e.kind() == io::ErrorKind::UnexpectedEof)
+    {
+        // the supervisor died during the delete: ask the one the node
+        // agent re-spawns (it goes on with the deletion by itself)
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            answered = control::request(&pod.dirs.socket(), &req);
+            if answered.is_ok() || !pod.dirs.state.exists() || Instant::now() >= until {
+                break;
+            }
+        }
+        if !pod.dirs.state.exists() && answered.is_err() {
+            return Ok(Vec::new());
+        }
+    }
+    match answered {
+        Ok(reply) if !reply.leftovers.is_empty() => {
+            // the supervisor keeps at what is left (the pod stays
+            // Terminating): nothing to wait for or remove here
+            Ok(reply.leftovers)
+        }
         Ok(reply) => {
             let mut left = reply.leftovers;
             if let Some(fd) = &supervisor {

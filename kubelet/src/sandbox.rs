@@ -147,6 +147,15 @@ fn ns_path(dir: &Path, kind: Kind) -> PathBuf {
     dir.join("ns").join(kind.name())
 }
 
+/// The host's namespace, or the sandbox's own of that kind.
+fn own_ns(dir: &Path, host: bool, kind: Kind) -> Ns {
+    if host {
+        Ns::Host
+    } else {
+        Ns::Join(ns_path(dir, kind))
+    }
+}
+
 /// The pod's hostname as the kubelet chooses it (spec.hostname or the pod
 /// name cut to 63 characters, see [`crate::podfiles::hostname_and_domain`]).
 pub fn pod_hostname(pod: &Pod) -> Result<String> {
@@ -234,13 +243,7 @@ pub fn create(run_root: &Path, network: &Network, pod: &Pod) -> Result<PodSandbo
     );
     match made {
         Ok((shm, attachment)) => {
-            let own = |host: bool, kind: Kind| {
-                if host {
-                    Ns::Host
-                } else {
-                    Ns::Join(ns_path(&dir, kind))
-                }
-            };
+            let own = |host: bool, kind: Kind| own_ns(&dir, host, kind);
             Ok(PodSandbox {
                 uid,
                 hostname,
@@ -259,6 +262,42 @@ pub fn create(run_root: &Path, network: &Network, pod: &Pod) -> Result<PodSandbo
             Err(e)
         }
     }
+}
+
+/// The sandbox of `pod` as an earlier supervisor made it, taken over by
+/// a re-spawned one (its namespaces, shm and attachment stay as they
+/// are); None when there is none.
+pub fn reopen(run_root: &Path, network: &Network, pod: &Pod) -> Result<Option<PodSandbox>> {
+    let uid = pod
+        .metadata
+        .uid
+        .clone()
+        .ok_or_else(|| SandboxError::Invalid("the pod has no metadata.uid".into()))?;
+    let dir = sandbox_dir(run_root, &uid)?;
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let spec = pod.spec.as_ref();
+    let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
+    let host_ipc = spec.and_then(|s| s.host_ipc).unwrap_or(false);
+    let host_pid = spec.and_then(|s| s.host_pid).unwrap_or(false);
+    let attachment = if host_network {
+        None
+    } else {
+        network.attachment(&uid, POD_IFNAME)?
+    };
+    let own = |host: bool, kind: Kind| own_ns(&dir, host, kind);
+    Ok(Some(PodSandbox {
+        hostname: pod_hostname(pod)?,
+        net: own(host_network, Kind::Net),
+        ipc: own(host_ipc, Kind::Ipc),
+        uts: own(host_network, Kind::Uts),
+        pid: if host_pid { Ns::Host } else { Ns::New },
+        shm: (!host_ipc).then(|| dir.join("shm")),
+        attachment,
+        uid,
+        dir,
+    }))
 }
 
 fn make(

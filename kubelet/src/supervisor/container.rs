@@ -24,6 +24,8 @@ use crate::status::{Terminated, Waiting};
 pub struct Live {
     pub id: String,
     pub pid: i32,
+    /// The init's start time (with the pid, names it across supervisors).
+    pub start_ticks: u64,
     pub pidfd: OwnedFd,
     pub pump: Option<JoinHandle<Result<LogWriter, PumpError>>>,
     pub log: PathBuf,
@@ -220,6 +222,7 @@ fn make(i: &StartInputs<'_>, cdir: &Path, bundle: &Path) -> Result<Live, Waiting
     Ok(Live {
         id: i.id.clone(),
         pid: created.pid,
+        start_ticks: crate::exits::start_ticks(created.pid).unwrap_or(0),
         pidfd: created.pidfd,
         pump,
         log,
@@ -241,11 +244,23 @@ pub fn collect(
     store: &Store,
     dirs: &PodDirs,
 ) -> Option<Terminated> {
+    let mut unknown = false;
     let exit = match oci_runtime::try_reap(&live.pidfd) {
         Ok(Some(e)) => e,
         Ok(None) => return None,
-        // not our child any more (reaped elsewhere): it has ended all the same
-        Err(_) => Exit::Signal(libc::SIGKILL),
+        // not our child (adopted from a supervisor that died): the zombie,
+        // the pidfd or the agent's exit file tell, else nobody can
+        Err(_) => {
+            let exits = crate::exits::dir_of(dirs);
+            let wait = std::time::Duration::from_secs(1);
+            match crate::exits::status_of(&live.pidfd, live.pid, live.start_ticks, &exits, wait) {
+                Some(e) => e,
+                None => {
+                    unknown = true;
+                    Exit::Signal(libc::SIGKILL)
+                }
+            }
+        }
     };
     let finished_at = Timestamp::now();
     let oom_killed = runtime
@@ -276,8 +291,13 @@ pub fn collect(
         oom_killed,
         started_at: Some(live.started_at),
         finished_at,
-        message: (!message.is_empty()).then_some(message),
+        message: if unknown {
+            Some(crate::exits::UNKNOWN_MESSAGE.into())
+        } else {
+            (!message.is_empty()).then_some(message)
+        },
         container_id: Some(format!("krun://{}", live.id)),
+        status_unknown: unknown,
     })
 }
 

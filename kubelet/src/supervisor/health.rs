@@ -379,6 +379,7 @@ impl Supervisor {
     /// the grace period is.
     pub(super) fn step_stops(&mut self) {
         let now = Instant::now();
+        let mut killed = Vec::new();
         for k in 0..self.slots.len() {
             let s = &mut self.slots[k];
             let (Some(live), Some(stop)) = (s.live.as_mut(), s.health.stop.as_mut()) else {
@@ -400,7 +401,18 @@ impl Supervisor {
             if !live.killed && stop.kill_at().is_some_and(|t| now >= t) {
                 live.killed = true;
                 let _ = self.node.runtime.kill(&live.id, libc::SIGKILL, true);
+                killed.push(live.id.clone());
             }
+        }
+        // a frozen cgroup keeps SIGKILL pending until thawed: the
+        // container's, or on deletion the whole pod's
+        for id in killed {
+            let scope = if self.deleting.is_some() {
+                None
+            } else {
+                Some(id.as_str())
+            };
+            super::stuck::thaw_and_kill(&self.dirs.uid, scope);
         }
     }
 

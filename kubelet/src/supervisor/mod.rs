@@ -9,10 +9,13 @@
 //! It never forks: containers are made by running the OCI runtime, the
 //! log pumps and image pulls run on threads.
 
+pub mod adopt;
 pub(crate) mod container;
 pub mod control;
 mod health;
+mod lean;
 mod podsetup;
+mod stuck;
 
 use std::fs::File;
 use std::io::Write;
@@ -152,6 +155,8 @@ struct Deletion {
     /// A delete with no grace period: no preStop, SIGKILL at once.
     forced: bool,
     waiters: Vec<UnixStream>,
+    /// When the deletion was asked for (the pod's deletionTimestamp).
+    since: Timestamp,
 }
 
 struct Supervisor {
@@ -205,6 +210,7 @@ fn node_facts(name: &str) -> NodeFacts {
 
 /// Runs the supervisor of pod `uid` until the pod is deleted.
 pub fn run(paths: NodePaths, uid: &str) -> Result<(), SupervisorError> {
+    lean::one_arena();
     // Before any thread: the signal mask is inherited by every thread.
     let mut sigfd = control::signals().map_err(|e| SupervisorError::Sys {
         step: "block termination signals",
@@ -219,6 +225,8 @@ pub fn run(paths: NodePaths, uid: &str) -> Result<(), SupervisorError> {
         podstate::load_desired(&pod_file)?.ok_or_else(|| SupervisorError::NoPod(uid.into()))?;
     let dirs = PodDirs::new(&node.paths, &desired.pod)?;
     crate::node::private_dir(&dirs.run).map_err(sys("create the supervisor directory"))?;
+    // one supervisor per pod: a re-spawned one waits for no other
+    let _lock = adopt::lock(&dirs).map_err(sys("take the supervisor lock"))?;
     std::fs::write(dirs.pid_file(), format!("{}\n", std::process::id()))
         .map_err(sys("write the supervisor pid file"))?;
     let listener = control::listen(&dirs.socket()).map_err(sys("bind the control socket"))?;
@@ -267,21 +275,29 @@ pub fn run(paths: NodePaths, uid: &str) -> Result<(), SupervisorError> {
         node,
         desired,
     };
-    let pod = &sup.desired.pod;
-    sup.events.push(Event::scheduled(
-        now,
-        pod.metadata.namespace.as_deref().unwrap_or("default"),
-        pod.metadata.name.as_deref().unwrap_or_default(),
-        &sup.node.name,
-    ));
+    // a supervisor that died left its pod: take it over as it is
+    if !adopt::restore(&mut sup) {
+        let pod = &sup.desired.pod;
+        sup.events.push(Event::scheduled(
+            now,
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            &sup.node.name,
+        ));
+    }
 
     loop {
         sup.step();
         sup.publish();
-        if sup.deleting.is_some() && sup.slots.iter().all(|s| s.live.is_none()) {
+        if sup.deleting.is_some()
+            && (sup.slots.iter().all(|s| s.live.is_none()) || stuck::gave_up(&sup))
+        {
             break;
         }
         let timeout = sup.next_wake();
+        if timeout >= Duration::from_secs(1) {
+            lean::trim();
+        }
         let (sig_ready, sock_ready, exited) = {
             let mut w = control::Wait::new();
             let sig_i = w.add(&sigfd);
@@ -324,13 +340,27 @@ pub fn run(paths: NodePaths, uid: &str) -> Result<(), SupervisorError> {
         reap_orphans(&sup.slots, &sup.jobs.runner.children());
     }
     sup.jobs.runner.cancel_all();
-    let waiters = sup.deleting.take().map(|d| d.waiters).unwrap_or_default();
-    let leftovers = sup.remove_all();
-    drop(listener);
-    let reply = DeleteReply { leftovers };
+    let waiters = sup
+        .deleting
+        .as_mut()
+        .map(|d| std::mem::take(&mut d.waiters))
+        .unwrap_or_default();
+    let mut leftovers = sup.remove_all();
+    leftovers.extend(stuck::survivors(&sup));
+    if !leftovers.is_empty() {
+        stuck::note(&mut sup, &leftovers, None);
+    }
+    let reply = DeleteReply {
+        leftovers: leftovers.clone(),
+    };
     for w in waiters {
         control::reply(w, &reply);
     }
+    if !leftovers.is_empty() {
+        // the pod stays (Terminating) until what is left is gone
+        stuck::retry(&mut sup, &listener, &mut sigfd, leftovers);
+    }
+    drop(listener);
     Ok(())
 }
 
@@ -356,21 +386,8 @@ fn reap_orphans(slots: &[Slot], exec_children: &[i32]) {
         .filter_map(|s| s.live.as_ref().map(|l| l.pid))
         .chain(exec_children.iter().copied())
         .collect();
-    loop {
-        // SAFETY: siginfo_t is plain data; zeroed is valid.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: waitid peeks (WNOWAIT) at any exited child.
-        let rc = unsafe {
-            libc::waitid(
-                libc::P_ALL,
-                0,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        // SAFETY: si_pid is set by a successful waitid (0 when none).
-        let pid = unsafe { info.si_pid() };
-        if rc != 0 || pid == 0 || inits.contains(&pid) {
+    while let Some(pid) = crate::exits::exited_child() {
+        if inits.contains(&pid) {
             return;
         }
         // SAFETY: reaps that one child, which has exited.
@@ -753,6 +770,7 @@ impl Supervisor {
                 s.record.started = true;
                 s.retry_at = None;
                 s.live = Some(live);
+                adopt::save_instance(&self.dirs, &self.slots[k]);
                 self.retry_backoff.reset(&format!("create/{name}"));
                 self.instance_started(k);
             }
@@ -821,6 +839,7 @@ impl Supervisor {
                     deadline,
                     forced: secs == 0,
                     waiters: waiter.into_iter().collect(),
+                    since: Timestamp::now(),
                 });
                 // as the kubelet: no liveness or startup kills while the
                 // pod terminates; readiness goes on
@@ -830,6 +849,12 @@ impl Supervisor {
                     }
                 }
             }
+        }
+        if let Some(d) = &self.deleting {
+            adopt::save_deadline(
+                &self.dirs,
+                d.deadline.saturating_duration_since(Instant::now()),
+            );
         }
     }
 
@@ -906,7 +931,14 @@ impl Supervisor {
             d = d.min(t.saturating_duration_since(Instant::now()));
         }
         if let Some(del) = &self.deleting {
-            d = d.min(del.deadline.saturating_duration_since(Instant::now()));
+            // the grace period's end, then when waiting for SIGKILL ends
+            let now = Instant::now();
+            let at = if now < del.deadline {
+                del.deadline
+            } else {
+                del.deadline + stuck::KILL_WAIT
+            };
+            d = d.min(at.saturating_duration_since(now));
         }
         // never a busy loop, never later than asked
         d.max(Duration::from_millis(1))
@@ -935,6 +967,12 @@ impl Supervisor {
         );
         let report = ready_report(&st);
         let mut pod = self.pod().clone();
+        if let Some(d) = &self.deleting {
+            // as the API server marks a pod being deleted: Terminating
+            pod.metadata.deletion_timestamp = Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(d.since),
+            );
+        }
         pod.status = Some(st.clone());
         self.last_status = Some(st);
         let slot_state = |s: &Slot| SlotState {
