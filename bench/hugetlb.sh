@@ -23,6 +23,18 @@ hugetlb_v1_release() {
       echo "hugetlb.sh: cgroups with processes remain under /sys/fs/cgroup/hugetlb; hugetlb stays on v1 until they are gone" >&2
     fi
     umount /sys/fs/cgroup/hugetlb && rmdir /sys/fs/cgroup/hugetlb || true
+    # Removed cgroups can still be dying at the umount, which then keeps the
+    # hierarchy; a second mount and umount once they are gone releases it.
+    local t
+    for _ in 1 2 3 4 5; do
+      sleep 1 # the release itself is asynchronous
+      [ "$(awk '$1 == "hugetlb" {print $2}' /proc/cgroups)" = 0 ] && break
+      t=$(mktemp -d /tmp/krun-hugetlb.XXXXXX)
+      mount -t cgroup -o hugetlb cgroup "$t" && umount "$t"
+      rmdir "$t"
+    done
+    [ "$(awk '$1 == "hugetlb" {print $2}' /proc/cgroups)" = 0 ] ||
+      echo "hugetlb.sh: hugetlb is still bound to a v1 hierarchy" >&2
     hugetlb_mounted=
   fi
 }
