@@ -39,6 +39,7 @@ grep -q 'nofile=1024:1024' /etc/containers/containers.conf 2>/dev/null || {
 
 work=$(mktemp -d /tmp/krun-density.XXXXXX)
 . "$here/bench/hugetlb.sh"
+. "$here/bench/sleep-pod.sh"
 export KRUN_ROOT=$work/root KRUN_RUN_ROOT=/run/krun-density-$$ KRUN_LOG_ROOT=$work/log KRUN_CONFIG_DIR=$work/etc
 export KRUN_RUNTIME=$(dirname "$krun")/krun-runtime
 node=density
@@ -71,18 +72,7 @@ hugetlb_v1_mount
 "$krun" pull -q "$image" >/dev/null
 podman pull -q --tls-verify=false "$image" >/dev/null
 for i in $(seq "$n"); do
-  cat >"$work/src/d$i.yaml" <<Y
-apiVersion: v1
-kind: Pod
-metadata:
-  name: d$i
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: main
-    image: $image
-    command: ["sleep", "3600"]
-Y
+  sleep_pod "d$i" "$image" >"$work/src/d$i.yaml"
 done
 
 ms() { echo $(( ($2 - $1) / 1000000 )); }

@@ -208,19 +208,45 @@ pub fn host_ports(pod: &Pod) -> Result<Vec<PortMapping>> {
     Ok(out)
 }
 
+/// What a pod's sandbox is made of: its directory and which namespaces
+/// are the host's.
+struct Shape {
+    uid: String,
+    dir: PathBuf,
+    host_network: bool,
+    host_ipc: bool,
+    host_pid: bool,
+}
+
+impl Shape {
+    fn of(run_root: &Path, pod: &Pod) -> Result<Shape> {
+        let uid = pod
+            .metadata
+            .uid
+            .clone()
+            .ok_or_else(|| SandboxError::Invalid("the pod has no metadata.uid".into()))?;
+        let dir = sandbox_dir(run_root, &uid)?;
+        let spec = pod.spec.as_ref();
+        Ok(Shape {
+            uid,
+            dir,
+            host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
+            host_ipc: spec.and_then(|s| s.host_ipc).unwrap_or(false),
+            host_pid: spec.and_then(|s| s.host_pid).unwrap_or(false),
+        })
+    }
+}
+
 /// Makes the pod's sandbox under `run_root`. On failure everything made so
 /// far is removed again. `pod` must carry its uid (metadata.uid).
 pub fn create(run_root: &Path, network: &Network, pod: &Pod) -> Result<PodSandbox> {
-    let uid = pod
-        .metadata
-        .uid
-        .clone()
-        .ok_or_else(|| SandboxError::Invalid("the pod has no metadata.uid".into()))?;
-    let dir = sandbox_dir(run_root, &uid)?;
-    let spec = pod.spec.as_ref();
-    let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
-    let host_ipc = spec.and_then(|s| s.host_ipc).unwrap_or(false);
-    let host_pid = spec.and_then(|s| s.host_pid).unwrap_or(false);
+    let Shape {
+        uid,
+        dir,
+        host_network,
+        host_ipc,
+        host_pid,
+    } = Shape::of(run_root, pod)?;
     let hostname = pod_hostname(pod)?;
     let ports = host_ports(pod)?;
 
@@ -268,19 +294,16 @@ pub fn create(run_root: &Path, network: &Network, pod: &Pod) -> Result<PodSandbo
 /// a re-spawned one (its namespaces, shm and attachment stay as they
 /// are); None when there is none.
 pub fn reopen(run_root: &Path, network: &Network, pod: &Pod) -> Result<Option<PodSandbox>> {
-    let uid = pod
-        .metadata
-        .uid
-        .clone()
-        .ok_or_else(|| SandboxError::Invalid("the pod has no metadata.uid".into()))?;
-    let dir = sandbox_dir(run_root, &uid)?;
+    let Shape {
+        uid,
+        dir,
+        host_network,
+        host_ipc,
+        host_pid,
+    } = Shape::of(run_root, pod)?;
     if !dir.is_dir() {
         return Ok(None);
     }
-    let spec = pod.spec.as_ref();
-    let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
-    let host_ipc = spec.and_then(|s| s.host_ipc).unwrap_or(false);
-    let host_pid = spec.and_then(|s| s.host_pid).unwrap_or(false);
     let attachment = if host_network {
         None
     } else {
