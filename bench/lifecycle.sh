@@ -17,6 +17,13 @@ krun=${KRUN_RUNTIME:-$here/target/release/krun-runtime}
 crun=${CRUN:-$(command -v crun)}
 runc=${RUNC:-$(command -v runc)}
 [ "$(id -u)" = 0 ] || { echo "lifecycle.sh: needs root" >&2; exit 1; }
+# The v1 hugetlb mount lives in a mount namespace of the benchmark's own:
+# containers that other workloads start meanwhile then neither see it nor
+# leave cgroups in it, which would keep hugetlb bound to an unmounted v1
+# hierarchy (and off the v2 mount) after the benchmark.
+if [ -z "${KRUN_BENCH_PRIVATE_NS:-}" ]; then
+  exec env KRUN_BENCH_PRIVATE_NS=1 unshare -m --propagation private bash "$0" "$@"
+fi
 for b in "$krun" "$crun" "$runc" /usr/bin/time /bin/busybox; do
   [ -x "$b" ] || { echo "lifecycle.sh: $b missing (build with: cargo build --release -p krun-runtime)" >&2; exit 1; }
 done

@@ -28,6 +28,7 @@ grep -q 'nofile=1024:1024' /etc/containers/containers.conf 2>/dev/null || {
 work=$(mktemp -d /tmp/krun-pod-start.XXXXXX)
 # podman runs its default runtime, crun, which needs hugetlb on v1 here.
 . "$here/bench/hugetlb.sh"
+. "$here/bench/sleep-pod.sh"
 export KRUN_ROOT=$work/root KRUN_RUN_ROOT=/run/krun-bench-$$ KRUN_LOG_ROOT=$work/log KRUN_CONFIG_DIR=$work/etc
 mkdir -p "$KRUN_CONFIG_DIR"
 cat >"$KRUN_CONFIG_DIR/netplug.json" <<J
@@ -48,18 +49,7 @@ hugetlb_v1_mount
 "$krun" pull -q "$image" >/dev/null
 podman pull -q --tls-verify=false "$image" >/dev/null
 for i in $(seq "$n"); do
-  cat >"$work/p$i.yaml" <<Y
-apiVersion: v1
-kind: Pod
-metadata:
-  name: bench-$i
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: main
-    image: $image
-    command: ["sleep", "3600"]
-Y
+  sleep_pod "bench-$i" "$image" >"$work/p$i.yaml"
 done
 
 ms() { echo $(( ($2 - $1) / 1000000 )); }

@@ -62,6 +62,9 @@ enum Command {
     Exec(pods::ExecArgs),
     /// Delete pods: stop signal, grace period, then everything removed
     Delete(pods::DeleteArgs),
+    /// The node agent: run the static pods of a manifest directory and
+    /// keep every pod's supervisor alive (foreground; see contrib/)
+    Kubelet(cli::kubelet::KubeletArgs),
     #[command(flatten)]
     Hidden(pods::Hidden),
 }
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
         Some(Command::Logs(a)) => pods::logs(flag_root, ns, &a),
         Some(Command::Exec(a)) => pods::exec(flag_root, ns, &a),
         Some(Command::Delete(a)) => pods::delete(flag_root, ns, &a),
+        Some(Command::Kubelet(a)) => cli::kubelet::run(flag_root, &a),
         Some(Command::Network(args)) => cli::network::run(args),
         Some(Command::Pull(a)) => images::pull(&root, &a),
         Some(Command::Images(a)) => images::images(&root, &a),

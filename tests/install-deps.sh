@@ -6,6 +6,8 @@ pkgs=(
   # fixtures (tests/fixtures/registry.sh)
   docker-registry skopeo umoci busybox-static debootstrap apache2-utils openssl
   python3 curl jq zstd procps time bc
+  # the probe tests build a static gRPC health server (glibc's libc.a)
+  libc6-dev
   # runtime, network and peers the tests compare against
   libseccomp-dev pkg-config runc crun podman iproute2 nftables iptables iperf3
   containernetworking-plugins

@@ -21,24 +21,9 @@ fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Deletes the pod and checks the host holds nothing of it any more (and,
-/// once no pod is left, nothing of any pod of the node).
+/// Deletes the pod and checks the host holds nothing of it any more.
 fn delete_and_scan(node: &TestNode, name: &str) {
-    let uid = node.uid(name);
-    let pids = node.pids(&uid);
-    let out = node.ok(&["delete", "pod", name]);
-    assert_eq!(out.trim(), format!("pod \"{name}\" deleted"));
-    let o = node.out(&["get", "pods", name]);
-    assert!(!o.status.success());
-    assert_eq!(
-        stderr(&o).trim(),
-        format!("krun: pods \"{name}\" not found")
-    );
-    let last = node
-        .ok(&["get", "pods", "-A", "-o", "json"])
-        .contains("\"items\": []");
-    let left = node.leftovers(&[uid], &pids, last);
-    assert!(left.is_empty(), "left after delete: {left:#?}");
+    node.delete_and_scan(name)
 }
 
 #[test]

@@ -191,3 +191,154 @@ fn exec_pause_resume_update() {
     assert!(!b.root().join(&id).exists());
     assert!(!cgroup_exists(&id));
 }
+
+/// process.scheduler, ioPriority, execCPUAffinity and linux.personality reach
+/// the container's process, and SIGPIPE is not left ignored (the runtime
+/// ignores it itself, and an ignored signal survives execve).
+#[test]
+fn process_scheduling_personality_and_signals() {
+    if !common::require_root("process_scheduling_personality_and_signals") {
+        return;
+    }
+    let b = Bundle::new(
+        "krt-sched",
+        &[
+            "sh",
+            "-c",
+            "cat /proc/$$/status; cat /proc/$$/sched; echo STAT $(cat /proc/$$/stat); \
+             echo UNAME $(uname -m); ionice -p $$; taskset -p $$",
+        ],
+    );
+    for a in ["uname", "ionice", "taskset"] {
+        std::os::unix::fs::symlink(
+            "busybox",
+            runtime_core_support::rootfs(&b).join("bin").join(a),
+        )
+        .unwrap();
+    }
+    b.edit(|c| {
+        c["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 7});
+        c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 3});
+        c["process"]["execCPUAffinity"] = json!({"final": "0"});
+        c["linux"]["personality"] = json!({"domain": "LINUX32"});
+    });
+    let id = common::unique("sched");
+    let out = common::run(b.rt().args(["run", &id]).stdin(Stdio::null()));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "run: {}{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |prefix: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} line in: {text}"))
+            .to_string()
+    };
+    let sigign =
+        u64::from_str_radix(line("SigIgn:").split_whitespace().nth(1).unwrap(), 16).unwrap();
+    assert_eq!(
+        sigign & (1 << 12),
+        0,
+        "SIGPIPE ignored in the container: {sigign:x}"
+    );
+    assert!(
+        line("policy").ends_with(" 3"),
+        "SCHED_BATCH: {}",
+        line("policy")
+    );
+    // /proc/PID/stat field 19 is the nice value (after "STAT ").
+    let stat = line("STAT ");
+    let after_comm = stat.rsplit_once(')').unwrap().1;
+    assert_eq!(
+        after_comm.split_whitespace().nth(16),
+        Some("7"),
+        "nice: {stat}"
+    );
+    assert_eq!(line("UNAME "), "UNAME i686", "LINUX32 personality");
+    assert_eq!(line("best-effort"), "best-effort: prio 3");
+    assert!(
+        line("pid ").ends_with("mask: 1"),
+        "affinity: {}",
+        line("pid ")
+    );
+}
+
+/// Fields the runtime cannot honour fail create with one line naming them,
+/// and leave nothing behind.
+#[test]
+fn unsupported_fields_fail_create_clearly() {
+    if !common::require_root("unsupported_fields_fail_create_clearly") {
+        return;
+    }
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "linux.netDevices",
+            Box::new(|c| c["linux"]["netDevices"] = json!({"eth9": {"name": "eth0"}})),
+        ),
+        (
+            "SELinux label",
+            Box::new(|c| c["process"]["selinuxLabel"] = json!("system_u:system_r:container_t:s0")),
+        ),
+        (
+            "linux.intelRdt",
+            Box::new(|c| c["linux"]["intelRdt"] = json!({"closID": "x"})),
+        ),
+        (
+            "uidMappings/gidMappings",
+            Box::new(|c| {
+                c["mounts"].as_array_mut().unwrap().push(json!({
+                    "destination": "/mnt", "type": "bind", "source": "/tmp", "options": ["rbind"],
+                    "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+                    "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]
+                }))
+            }),
+        ),
+    ];
+    for (what, edit) in cases {
+        let b = Bundle::new("krt-unsup", &["true"]);
+        b.edit(|c| edit(c));
+        let id = common::unique("unsup");
+        let out = common::run(b.rt().args(["create", &id]).stdin(Stdio::null()));
+        assert!(!out.status.success(), "{what} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(what) && err.contains("not supported"),
+            "{what}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "one error line: {err}");
+        assert!(!b.root().join(&id).exists(), "no state left");
+        assert!(!cgroup_exists(&id), "no cgroup left");
+    }
+}
+
+/// `run` with process.terminal and no --console-socket relays the pty to
+/// its own stdio, as runc does, and returns the exit code.
+#[test]
+fn run_terminal_without_console_socket() {
+    if !common::require_root("run_terminal_without_console_socket") {
+        return;
+    }
+    let b = Bundle::new("krt-tty", &["sh", "-c", "tty; echo from-pty; exit 5"]);
+    b.edit(|c| c["process"]["terminal"] = json!(true));
+    let id = common::unique("tty");
+    let out = common::run(b.rt().args(["run", &id]).stdin(Stdio::null()));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("/dev/pts/") && text.contains("from-pty"),
+        "{text:?}"
+    );
+    assert!(!b.root().join(&id).exists(), "run deleted the container");
+    // Detached, nobody would hold the pty: refused as runc refuses it.
+    let out = common::run(b.rt().args(["run", "-d", &id]).stdin(Stdio::null()));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("console-socket"));
+}

@@ -51,8 +51,10 @@ fn cve_2019_5736_runtime_binary_is_not_writable() {
     let before = std::fs::read(&bin).unwrap();
     let b = Bundle::new("krt-5736", &["sleep", "3"]);
     // A startContainer hook runs inside the container while the init (pid 1
-    // there) is still the runtime; it leaves a writer behind.
-    let attack = "(exec 3</proc/1/exe; sleep 1; \
+    // there) is still the runtime; it opens the runtime binary before it
+    // returns (the init waits for it, so pid 1 has not exec'd yet) and
+    // leaves a writer behind.
+    let attack = "exec 3</proc/1/exe; (sleep 1; \
                   if echo pwned 2>/tmp/err >/proc/self/fd/3; then echo WROTE; else echo DENIED; fi > /tmp/result) &";
     b.edit(|c| {
         c["hooks"] = json!({"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", attack]}]});
@@ -129,11 +131,19 @@ fn cve_2024_21626_leaked_fd_cwd_refused() {
     assert!(!host.0.join("pwned").exists());
     assert!(!Path::new("/pwned").exists());
 
-    // And no fd of the runtime (or the leaked one) reaches the process.
-    let b2 = Bundle::new("krt-21626b", &["sh", "-c", "ls /proc/$$/fd | tr '\\n' ' '"]);
-    std::os::unix::fs::symlink("busybox", rootfs(&b2).join("bin/tr")).unwrap();
+    // And no fd of the runtime (or the leaked one) reaches the process: its
+    // fds are read from the host once it runs (a shell listing its own fds
+    // races with its pipes and redirections).
+    let b2 = Bundle::new("krt-21626b", &["sleep", "30"]);
+    let id = common::unique("c21626b");
+    let pidfile = b2.dir.join("pid");
     let mut cmd = b2.rt();
-    cmd.args(["run", &common::unique("c21626b")]);
+    cmd.args(["create", "--pid-file"])
+        .arg(&pidfile)
+        .arg(&id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
     // SAFETY: as above.
     unsafe {
         cmd.pre_exec(move || {
@@ -143,13 +153,26 @@ fn cve_2024_21626_leaked_fd_cwd_refused() {
             Ok(())
         });
     }
-    let out = common::run(&mut cmd);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0 1 2");
+    assert!(cmd.status().unwrap().success());
+    common::run_ok(b2.rt().args(["start", &id]));
+    let pid = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    for _ in 0..200 {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "sleep" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let mut fds: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().parse().unwrap())
+        .collect();
+    fds.sort();
+    let _ = common::run(b2.rt().args(["delete", "--force", &id]));
+    assert_eq!(fds, [0, 1, 2], "fds of the container process");
     drop(dirfd);
 }
 

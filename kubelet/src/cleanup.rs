@@ -1,7 +1,8 @@
 //! Removing everything of a pod from the node, whatever state it was left
 //! in: container instances (runtime state, rootfs mounts, writable
 //! layers, bundles), the sandbox (network attachment, namespace mounts,
-//! shm), the pod's cgroups, its logs and its state directories.
+//! shm), the pod's cgroups, its volumes (never a hostPath's contents),
+//! its logs and its state directories.
 //! Idempotent; what could not be removed is returned, each naming what.
 
 use std::fs;
@@ -92,9 +93,6 @@ pub fn remove_pod(
 ) -> Vec<String> {
     crate::pause::stop_orphan(&dirs.pause_pid_file());
     let mut left = remove_containers(node, store, dirs);
-    // A rootfs that would not unmount keeps its directory: removing files
-    // through a live overlay is not removing them.
-    let keep_state = !left.is_empty();
     match network {
         Some(net) => {
             if let Err(e) = crate::sandbox::teardown(&node.paths.sandbox_root(), net, &dirs.uid) {
@@ -112,9 +110,16 @@ pub fn remove_pod(
         }
     }
     left.extend(remove_cgroups(&dirs.uid));
+    // volumes (tmpfs, subPath pins) are unmounted before their directory
+    // goes; one still mounted keeps the state directory (below)
+    left.extend(crate::volumes::teardown(&dirs.state));
     remove_tree(&dirs.logs, &mut left);
-    remove_tree(&dirs.run, &mut left);
-    if !keep_state {
+    // With anything left the pod keeps its records (it stays listed, and
+    // whoever retries knows it); a rootfs that would not unmount keeps
+    // its directory: removing files through a live overlay is not
+    // removing them.
+    if left.is_empty() {
+        remove_tree(&dirs.run, &mut left);
         remove_tree(&dirs.state, &mut left);
     }
     left

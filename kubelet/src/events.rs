@@ -154,6 +154,50 @@ impl Event {
         )
     }
 
+    /// Killing with the kubelet's reason for the kill ("Container app
+    /// failed liveness probe, will be restarted", "FailedPostStartHook").
+    pub fn killing_with(time: Timestamp, message: String) -> Event {
+        kubelet(time, EventType::Normal, "Killing", message)
+    }
+
+    pub fn probe_warning(time: Timestamp, probe: &str, output: &str) -> Event {
+        kubelet(
+            time,
+            EventType::Warning,
+            "ProbeWarning",
+            format!("{probe} probe warning: {output}"),
+        )
+    }
+
+    /// A probe that could not run (its result is not counted).
+    pub fn probe_errored(time: Timestamp, probe: &str, error: &str) -> Event {
+        kubelet(
+            time,
+            EventType::Warning,
+            "Unhealthy",
+            format!("{probe} probe errored and resulted in unknown state: {error}"),
+        )
+    }
+
+    /// As the kubelet: the hook's own message stays out of the event.
+    pub fn failed_post_start_hook(time: Timestamp) -> Event {
+        kubelet(
+            time,
+            EventType::Warning,
+            "FailedPostStartHook",
+            "PostStartHook failed".into(),
+        )
+    }
+
+    pub fn failed_pre_stop_hook(time: Timestamp) -> Event {
+        kubelet(
+            time,
+            EventType::Warning,
+            "FailedPreStopHook",
+            "PreStopHook failed".into(),
+        )
+    }
+
     pub fn unhealthy(time: Timestamp, probe: &str, output: &str) -> Event {
         kubelet(
             time,

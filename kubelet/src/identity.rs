@@ -54,11 +54,28 @@ pub fn admit_static(
     source: &str,
     now: Timestamp,
 ) -> Result<(), serde_json::Error> {
+    admit_static_with(pod, node, source, &[], now)
+}
+
+/// [`admit_static`] for a pod whose file also holds objects it may use
+/// (ConfigMaps, Secrets, serialised in `objects`): they are part of the
+/// hash, so editing one recreates the pod.
+pub fn admit_static_with(
+    pod: &mut Pod,
+    node: &str,
+    source: &str,
+    objects: &[u8],
+    now: Timestamp,
+) -> Result<(), serde_json::Error> {
     // The hash covers the pod as written (after defaulting), the node and the file.
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(&*pod)?);
     h.update(format!("host:{node}").as_bytes());
     h.update(format!("file:{source}").as_bytes());
+    if !objects.is_empty() {
+        h.update(b"objects:");
+        h.update(objects);
+    }
     let digest = h.finalize();
     let uid: String = digest[..16].iter().map(|x| format!("{x:02x}")).collect();
     let name = pod.metadata.name.clone().unwrap_or_default();
@@ -80,9 +97,10 @@ pub fn admit_static(
 }
 
 /// Whether a file of the manifest directory is read, as the kubelet
-/// decides: dotfiles are not.
+/// decides (its glob `[^.]*`): every name but dotfiles (editors' swap
+/// and temp files, `.git`). Directories are not recursed into.
 pub fn is_manifest_file(name: &str) -> bool {
-    !name.starts_with('.')
+    !name.is_empty() && !name.starts_with('.')
 }
 
 #[cfg(test)]

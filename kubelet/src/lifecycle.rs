@@ -138,6 +138,19 @@ pub fn plan(
         return p.plan;
     }
 
+    // Every main container is done for good (after it ran): nothing is
+    // started again, sidecars included, and the sidecars stop, last
+    // first (the kubelet's KillPod once no regular container is kept).
+    let main_done = !main.is_empty()
+        && main
+            .iter()
+            .all(|r| !running(r) && ended(r).is_some_and(|t| !should_restart(policy, t.exit_code)));
+    if main_done {
+        p.plan.stop = sidecars_running_reversed();
+        p.plan.finished = p.plan.stop.is_empty();
+        return p.plan;
+    }
+
     // Init containers, one at a time.
     for (i, c) in init_specs.iter().enumerate() {
         let Some(r) = init.get(i) else { break };
@@ -258,6 +271,7 @@ mod tests {
             finished_at: at,
             message: None,
             container_id: None,
+            status_unknown: false,
         });
     }
 
@@ -423,9 +437,14 @@ mod tests {
         let p = plan(&s, &init, &main, &mut b, after(now, S(9)), false);
         assert_eq!(p.stop, [Target::Init(1), Target::Init(0)]);
         assert!(!p.finished);
-        exit(&mut init[0], 143, after(now, S(10)));
+        // the last sidecar has stopped: it is not restarted, the first one stops
         exit(&mut init[1], 143, after(now, S(10)));
-        assert!(plan(&s, &init, &main, &mut b, after(now, S(10)), false).finished);
+        let p = plan(&s, &init, &main, &mut b, after(now, S(10)), false);
+        assert_eq!(p.stop, [Target::Init(0)]);
+        assert!(p.start.is_empty() && !p.finished, "{p:?}");
+        exit(&mut init[0], 143, after(now, S(11)));
+        let p = plan(&s, &init, &main, &mut b, after(now, S(11)), false);
+        assert!(p.finished && p.start.is_empty(), "{p:?}");
     }
 
     #[test]

@@ -6,6 +6,13 @@
 //! first (non-blocking), then the write ends handed to the runtime; once
 //! the runtime has them the caller drops its copies, so end of file on a
 //! FIFO means every process of the container has closed that stream.
+//!
+//! The container's ends are opened read-write: a FIFO the container holds
+//! open for reading always has a reader, so while no supervisor reads
+//! (it died and is being re-spawned) the container's writes fill the pipe
+//! and then block, instead of killing it with SIGPIPE or failing with
+//! EPIPE. The new supervisor opens the read side again by path and goes
+//! on pumping into the same log file.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
@@ -66,7 +73,8 @@ impl Fifos {
     pub fn open(&self) -> Result<(Readers, Writers)> {
         let open = |p: &Path, write: bool| {
             let mut o = OpenOptions::new();
-            o.read(!write)
+            // the container's end read-write: see the module's comment
+            o.read(true)
                 .write(write)
                 .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK);
             let f = o.open(p).map_err(|source| PumpError::Io {
@@ -94,6 +102,27 @@ impl Fifos {
             stderr: open(&self.stderr, true)?,
         };
         Ok((readers, writers))
+    }
+
+    /// Opens the read ends again (a re-spawned supervisor: the
+    /// container holds its ends, which keep the FIFOs' buffers alive).
+    pub fn open_readers(&self) -> Result<Readers> {
+        let open = |p: &Path| {
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(p)
+                .map_err(|source| PumpError::Io {
+                    step: "open fifo",
+                    path: p.to_path_buf(),
+                    source,
+                })
+        };
+        Ok(Readers {
+            stdout: open(&self.stdout)?,
+            stderr: open(&self.stderr)?,
+            paths: self.clone(),
+        })
     }
 
     /// Removes both FIFOs (missing ones are fine).
@@ -297,5 +326,34 @@ mod tests {
         fifos.remove().unwrap();
         fifos.remove().unwrap();
         assert!(!fifos.stdout.exists() && !fifos.stderr.exists());
+    }
+
+    #[test]
+    fn a_container_end_never_sees_a_pipe_without_reader() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let fifos = Fifos::new(dir.path(), "c");
+        fifos.create().unwrap();
+        let (readers, mut writers) = fifos.open().unwrap();
+        // the supervisor dies: its read ends go
+        drop(readers);
+        // no SIGPIPE, no EPIPE: the write lands in the pipe's buffer
+        writers.stdout.write_all(b"while nobody read\n").unwrap();
+        // a new supervisor opens the read side again and gets it
+        let again = fifos.open_readers().unwrap();
+        let log_path = dir.path().join("c/1.log");
+        let handle = spawn(
+            again,
+            LogWriter::open(&log_path, Rotation::default()).unwrap(),
+        );
+        writers.stdout.write_all(b"after\n").unwrap();
+        drop(writers);
+        handle.join().unwrap().unwrap();
+        let (lines, _) = read_log(&log_path, ReadOptions::default()).unwrap();
+        let got: Vec<String> = lines
+            .iter()
+            .map(|l| String::from_utf8_lossy(&l.content).into_owned())
+            .collect();
+        assert_eq!(got, ["while nobody read", "after"]);
     }
 }

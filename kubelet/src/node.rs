@@ -50,6 +50,10 @@ impl NodePaths {
     }
 
     /// `<run root>/pods`: the sandboxes (see [`crate::sandbox`]).
+    /// Localhost seccomp profiles (the kubelet's `<root-dir>/seccomp`).
+    pub fn seccomp_dir(&self) -> PathBuf {
+        self.root.join("seccomp")
+    }
     pub fn sandbox_root(&self) -> PathBuf {
         self.run_root.join("pods")
     }

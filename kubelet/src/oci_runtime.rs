@@ -9,9 +9,10 @@
 //! [`RuntimeError::Command`] reads the failure from.
 //!
 //! The init is a child of the process that created it only while the
-//! runtime runs; to collect its exit status ([`wait_exit`]) the caller
-//! must be a child subreaper ([`become_subreaper`]), as the pod
-//! supervisor is.
+//! runtime runs; the caller must be a child subreaper
+//! ([`become_subreaper`]), as the pod supervisor is, so that the init is
+//! its child afterwards: `create` checks that (a cheap guard against a
+//! reused pid) and [`wait_exit`] collects the exit status.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -270,17 +271,23 @@ impl OciRuntime {
             .trim()
             .parse()
             .map_err(|_| self.failed("create", id, format!("pid file holds {:?}", text.trim())))?;
-        // The init blocks in `created` until start, so this pid is still it.
+        // The init blocks in `created` until start, so this pid is still it
+        // unless it was killed and the number reused before the pidfd was
+        // taken. The runtime has exited, so the init is now our child (we
+        // are its subreaper); a reused pid would not be.
         let pidfd = pidfd_open(pid)?;
-        let st = self.state(id)?;
-        if st.pid != pid {
-            return Err(self.failed(
+        match parent_of(pid) {
+            Some(ppid) if ppid == std::process::id() as i32 => Ok(Created { pid, pidfd }),
+            other => Err(self.failed(
                 "create",
                 id,
-                format!("state reports pid {} but the pid file {pid}", st.pid),
-            ));
+                format!(
+                    "the init (pid {pid}) is not a child of this process (parent {}): is the \
+                     caller a child subreaper?",
+                    other.map_or("unknown".to_string(), |p| p.to_string())
+                ),
+            )),
         }
-        Ok(Created { pid, pidfd })
     }
 
     pub fn start(&self, id: &str) -> Result<()> {
@@ -317,6 +324,15 @@ impl OciRuntime {
         args.push(id);
         self.run("delete", id, &args).map(drop)
     }
+}
+
+/// The parent pid of `pid` (`PPid:` of /proc/PID/status).
+fn parent_of(pid: i32) -> Option<i32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The last error message of a JSON runtime log (runc and krun-runtime

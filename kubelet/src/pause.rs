@@ -67,7 +67,11 @@ fn init() -> ! {
 /// A running pause process.
 #[derive(Debug)]
 pub struct Pause {
-    child: Child,
+    /// None when adopted from a supervisor that died: then `pidfd` tells
+    /// its end (its new parent reaps it).
+    child: Option<Child>,
+    pid: i32,
+    pidfd: Option<std::os::fd::OwnedFd>,
     /// The namespace's init, by its pid on the host.
     pub init_pid: i32,
 }
@@ -95,7 +99,12 @@ impl Pause {
             BufReader::new(out).read_line(&mut line)?;
         }
         match line.trim().parse::<i32>() {
-            Ok(init_pid) if init_pid > 0 => Ok(Pause { child, init_pid }),
+            Ok(init_pid) if init_pid > 0 => Ok(Pause {
+                pid: child.id() as i32,
+                child: Some(child),
+                pidfd: None,
+                init_pid,
+            }),
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -114,16 +123,57 @@ impl Pause {
     }
 
     pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+        self.pid
+    }
+
+    /// The pause process of a supervisor that died, found by its pid
+    /// file: only if the pid still runs `krun pause` with its init.
+    pub fn adopt(pid_file: &Path) -> Option<Pause> {
+        let pid: i32 = std::fs::read_to_string(pid_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        // the pidfd first: the checks below are then about this process
+        let pidfd = crate::oci_runtime::pidfd_open(pid).ok()?;
+        if !is_pause(pid) {
+            return None;
+        }
+        let init_pid = children(pid).into_iter().next()?;
+        Some(Pause {
+            child: None,
+            pid,
+            pidfd: Some(pidfd),
+            init_pid,
+        })
     }
 
     /// Ends the namespace: its init gets SIGKILL, which kills every
     /// process left in it; the pause process then exits and is reaped.
     pub fn stop(mut self) {
-        // SAFETY: kill with a pid we started and still hold unreaped.
+        // SAFETY: kill of the init of a pause process we hold (child or pidfd).
         unsafe { libc::kill(self.init_pid, libc::SIGKILL) };
-        let _ = self.child.wait();
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.wait();
+        } else if let Some(fd) = &self.pidfd {
+            let wait = Some(std::time::Duration::from_secs(5));
+            let _ = crate::oci_runtime::wait_exited(fd, wait);
+        }
     }
+}
+
+fn is_pause(pid: i32) -> bool {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    args.get(1) == Some(&SUBCOMMAND.as_bytes())
+}
+
+fn children(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .collect()
 }
 
 /// Stops a pause process found by its pid file when its supervisor is
@@ -135,20 +185,13 @@ pub fn stop_orphan(pid_file: &Path) {
     let Ok(pid) = text.trim().parse::<i32>() else {
         return;
     };
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    if args.get(1) != Some(&SUBCOMMAND.as_bytes()) {
+    if !is_pause(pid) {
         return;
     }
     // its child is the namespace's init: killing that ends the namespace
-    if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
-        for c in children
-            .split_whitespace()
-            .filter_map(|c| c.parse::<i32>().ok())
-        {
-            // SAFETY: plain kill of the pause process's child.
-            unsafe { libc::kill(c, libc::SIGKILL) };
-        }
+    for c in children(pid) {
+        // SAFETY: plain kill of the pause process's child.
+        unsafe { libc::kill(c, libc::SIGKILL) };
     }
     // SAFETY: plain kill of a process verified to be `krun pause`.
     unsafe { libc::kill(pid, libc::SIGKILL) };

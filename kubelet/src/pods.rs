@@ -67,12 +67,46 @@ pub struct Manifests {
     pub secrets: Vec<Secret>,
 }
 
-/// Loads and validates every file before anything starts: one bad
-/// document refuses the lot.
-pub fn load(files: &[PathBuf]) -> Result<Manifests> {
+/// The manifest files `paths` name: a directory stands for its .yaml,
+/// .yml and .json files (not its subdirectories), in name order, as
+/// kubectl's `-f DIR` reads them.
+pub fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if !p.is_dir() {
+            out.push(p.clone());
+            continue;
+        }
+        let rd = std::fs::read_dir(p).map_err(io_step(format!("reading {}", p.display())))?;
+        let mut found: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|f| {
+                f.is_file()
+                    && f.extension()
+                        .and_then(|x| x.to_str())
+                        .is_some_and(|x| matches!(x, "yaml" | "yml" | "json"))
+            })
+            .collect();
+        found.sort();
+        if found.is_empty() {
+            return Err(PodsError::NotFound(format!(
+                "{}: no .yaml, .yml or .json files in the directory",
+                p.display()
+            )));
+        }
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+/// Loads and validates every file (a directory: its manifest files)
+/// before anything starts: one bad document refuses the lot.
+pub fn load(paths: &[PathBuf]) -> Result<Manifests> {
     let mut m = Manifests::default();
     let mut seen: HashMap<(String, String), String> = HashMap::new();
-    for f in files {
+    let mut objects: HashMap<(String, String), String> = HashMap::new();
+    for f in &manifest_files(paths)? {
         for doc in manifest::load_file(f)? {
             match doc.object {
                 Object::Pod(p) => {
@@ -95,8 +129,30 @@ pub fn load(files: &[PathBuf]) -> Result<Manifests> {
                         },
                     ));
                 }
-                Object::ConfigMap(c) => m.config_maps.push(*c),
-                Object::Secret(s) => m.secrets.push(*s),
+                Object::ConfigMap(_) | Object::Secret(_) => {
+                    let kind = doc.object.kind();
+                    let meta = match &doc.object {
+                        Object::ConfigMap(c) => &c.metadata,
+                        Object::Secret(s) => &s.metadata,
+                        Object::Pod(p) => &p.metadata,
+                    };
+                    let key = (
+                        format!("{kind}/{}", meta.namespace.as_deref().unwrap_or("default")),
+                        doc.object.name().to_string(),
+                    );
+                    let here = format!("{}: document {}", doc.file, doc.index);
+                    if let Some(first) = objects.insert(key.clone(), here.clone()) {
+                        return Err(PodsError::Conflict(format!(
+                            "{here}: {kind} \"{}\" is also defined at {first}",
+                            key.1
+                        )));
+                    }
+                    match doc.object {
+                        Object::ConfigMap(c) => m.config_maps.push(*c),
+                        Object::Secret(s) => m.secrets.push(*s),
+                        Object::Pod(_) => {}
+                    }
+                }
             }
         }
     }
@@ -257,6 +313,13 @@ pub fn launch(node: &Node, desired: &DesiredPod) -> Result<Launched> {
     })
 }
 
+/// Starts a supervisor for a pod already admitted (its pod.json saved):
+/// the node agent's re-spawn of one that died. Returns it and the read
+/// end of its readiness pipe.
+pub fn respawn(node: &Node, dirs: &PodDirs) -> Result<(Child, File)> {
+    spawn_supervisor(node, dirs)
+}
+
 fn spawn_supervisor(node: &Node, dirs: &PodDirs) -> Result<(Child, File)> {
     crate::node::private_dir(&dirs.run)
         .map_err(io_step(format!("creating {}", dirs.run.display())))?;
@@ -311,6 +374,11 @@ fn spawn_supervisor(node: &Node, dirs: &PodDirs) -> Result<(Child, File)> {
 }
 
 impl Launched {
+    /// The readiness pipe, for a caller that polls it itself.
+    pub fn take_ready(&mut self) -> Option<File> {
+        self.ready.take()
+    }
+
     /// Waits until the supervisor reports the pod Running (or completed)
     /// or why it cannot start; at most `timeout`.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<ReadyReport> {
@@ -350,6 +418,11 @@ impl Launched {
             .read_line(&mut line)
             .map_err(io_step("reading the supervisor's report"))?;
         if line.trim().is_empty() {
+            // the supervisor died before it answered; a re-spawned one
+            // (the node agent's) goes on, and writes the status file
+            if let Some(r) = self.report_from_status(deadline) {
+                return Ok(r);
+            }
             let log = std::fs::read_to_string(self.dirs.run.join("supervisor.log"))
                 .ok()
                 .and_then(|t| t.lines().last().map(str::to_string))
@@ -362,6 +435,39 @@ impl Launched {
         serde_json::from_str(line.trim())
             .map_err(|e| PodsError::Failed(format!("the supervisor's report: {e}")))
     }
+}
+
+impl Launched {
+    /// The report a re-spawned supervisor's status file gives, waiting
+    /// until `deadline` while a live supervisor runs the pod (one must
+    /// come within a few seconds).
+    fn report_from_status(&self, deadline: Instant) -> Option<ReadyReport> {
+        let respawn_by = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            let st = podstate::load_status(&self.dirs).ok().flatten();
+            let alive = st.as_ref().is_some_and(|s| {
+                s.supervisor_pid != self.child.id() as i32 && pid_alive(s.supervisor_pid)
+            });
+            if alive {
+                if let Some(r) = st
+                    .as_ref()
+                    .and_then(|s| s.pod.status.as_ref())
+                    .and_then(crate::supervisor::ready_report)
+                {
+                    return Some(r);
+                }
+            } else if Instant::now() >= respawn_by || !self.dirs.state.exists() {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+}
+
+fn pid_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
 }
 
 /// Deletes a pod: its supervisor stops the containers (stop signal, the
@@ -377,7 +483,31 @@ pub fn delete(node: &Node, pod: &KnownPod, grace_period: Option<i64>) -> Result<
         .status
         .as_ref()
         .and_then(|s| crate::oci_runtime::pidfd_open(s.supervisor_pid).ok());
-    match control::request(&pod.dirs.socket(), &req) {
+    let mut answered = control::request(&pod.dirs.socket(), &req);
+    if answered
+        .as_ref()
+        .is_err_and(|e| e.kind() == io::ErrorKind::UnexpectedEof)
+    {
+        // the supervisor died during the delete: ask the one the node
+        // agent re-spawns (it goes on with the deletion by itself)
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            answered = control::request(&pod.dirs.socket(), &req);
+            if answered.is_ok() || !pod.dirs.state.exists() || Instant::now() >= until {
+                break;
+            }
+        }
+        if !pod.dirs.state.exists() && answered.is_err() {
+            return Ok(Vec::new());
+        }
+    }
+    match answered {
+        Ok(reply) if !reply.leftovers.is_empty() => {
+            // the supervisor keeps at what is left (the pod stays
+            // Terminating): nothing to wait for or remove here
+            Ok(reply.leftovers)
+        }
         Ok(reply) => {
             let mut left = reply.leftovers;
             if let Some(fd) = &supervisor {

@@ -147,6 +147,15 @@ fn ns_path(dir: &Path, kind: Kind) -> PathBuf {
     dir.join("ns").join(kind.name())
 }
 
+/// The host's namespace, or the sandbox's own of that kind.
+fn own_ns(dir: &Path, host: bool, kind: Kind) -> Ns {
+    if host {
+        Ns::Host
+    } else {
+        Ns::Join(ns_path(dir, kind))
+    }
+}
+
 /// The pod's hostname as the kubelet chooses it (spec.hostname or the pod
 /// name cut to 63 characters, see [`crate::podfiles::hostname_and_domain`]).
 pub fn pod_hostname(pod: &Pod) -> Result<String> {
@@ -199,19 +208,45 @@ pub fn host_ports(pod: &Pod) -> Result<Vec<PortMapping>> {
     Ok(out)
 }
 
+/// What a pod's sandbox is made of: its directory and which namespaces
+/// are the host's.
+struct Shape {
+    uid: String,
+    dir: PathBuf,
+    host_network: bool,
+    host_ipc: bool,
+    host_pid: bool,
+}
+
+impl Shape {
+    fn of(run_root: &Path, pod: &Pod) -> Result<Shape> {
+        let uid = pod
+            .metadata
+            .uid
+            .clone()
+            .ok_or_else(|| SandboxError::Invalid("the pod has no metadata.uid".into()))?;
+        let dir = sandbox_dir(run_root, &uid)?;
+        let spec = pod.spec.as_ref();
+        Ok(Shape {
+            uid,
+            dir,
+            host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
+            host_ipc: spec.and_then(|s| s.host_ipc).unwrap_or(false),
+            host_pid: spec.and_then(|s| s.host_pid).unwrap_or(false),
+        })
+    }
+}
+
 /// Makes the pod's sandbox under `run_root`. On failure everything made so
 /// far is removed again. `pod` must carry its uid (metadata.uid).
 pub fn create(run_root: &Path, network: &Network, pod: &Pod) -> Result<PodSandbox> {
-    let uid = pod
-        .metadata
-        .uid
-        .clone()
-        .ok_or_else(|| SandboxError::Invalid("the pod has no metadata.uid".into()))?;
-    let dir = sandbox_dir(run_root, &uid)?;
-    let spec = pod.spec.as_ref();
-    let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
-    let host_ipc = spec.and_then(|s| s.host_ipc).unwrap_or(false);
-    let host_pid = spec.and_then(|s| s.host_pid).unwrap_or(false);
+    let Shape {
+        uid,
+        dir,
+        host_network,
+        host_ipc,
+        host_pid,
+    } = Shape::of(run_root, pod)?;
     let hostname = pod_hostname(pod)?;
     let ports = host_ports(pod)?;
 
@@ -234,13 +269,7 @@ pub fn create(run_root: &Path, network: &Network, pod: &Pod) -> Result<PodSandbo
     );
     match made {
         Ok((shm, attachment)) => {
-            let own = |host: bool, kind: Kind| {
-                if host {
-                    Ns::Host
-                } else {
-                    Ns::Join(ns_path(&dir, kind))
-                }
-            };
+            let own = |host: bool, kind: Kind| own_ns(&dir, host, kind);
             Ok(PodSandbox {
                 uid,
                 hostname,
@@ -259,6 +288,39 @@ pub fn create(run_root: &Path, network: &Network, pod: &Pod) -> Result<PodSandbo
             Err(e)
         }
     }
+}
+
+/// The sandbox of `pod` as an earlier supervisor made it, taken over by
+/// a re-spawned one (its namespaces, shm and attachment stay as they
+/// are); None when there is none.
+pub fn reopen(run_root: &Path, network: &Network, pod: &Pod) -> Result<Option<PodSandbox>> {
+    let Shape {
+        uid,
+        dir,
+        host_network,
+        host_ipc,
+        host_pid,
+    } = Shape::of(run_root, pod)?;
+    if !dir.is_dir() {
+        return Ok(None);
+    }
+    let attachment = if host_network {
+        None
+    } else {
+        network.attachment(&uid, POD_IFNAME)?
+    };
+    let own = |host: bool, kind: Kind| own_ns(&dir, host, kind);
+    Ok(Some(PodSandbox {
+        hostname: pod_hostname(pod)?,
+        net: own(host_network, Kind::Net),
+        ipc: own(host_ipc, Kind::Ipc),
+        uts: own(host_network, Kind::Uts),
+        pid: if host_pid { Ns::Host } else { Ns::New },
+        shm: (!host_ipc).then(|| dir.join("shm")),
+        attachment,
+        uid,
+        dir,
+    }))
 }
 
 fn make(
@@ -313,6 +375,10 @@ fn make(
         Some(shm)
     };
     let attachment = if host_network {
+        // the pod's address is the node's (the bridge gateway, status.hostIP):
+        // it must be on the node even when no other pod brought the bridge up,
+        // or probes of the pod would leave the node
+        network.setup()?;
         None
     } else {
         let mut req = AttachRequest::pod(uid, &ns_path(dir, Kind::Net));

@@ -25,12 +25,20 @@ pub struct Terminated {
     /// The termination message (file or log tail).
     pub message: Option<String>,
     pub container_id: Option<String>,
+    /// The exit status could not be known (the container ended while no
+    /// supervisor watched it and no reaper recorded it): reported as the
+    /// kubelet reports a container that vanished.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub status_unknown: bool,
 }
 
 impl Terminated {
-    /// The reason the runtime reports: OOMKilled, Completed or Error.
+    /// The reason the runtime reports: OOMKilled, Completed or Error
+    /// (ContainerStatusUnknown when the status was lost).
     pub fn reason(&self) -> &'static str {
-        if self.oom_killed {
+        if self.status_unknown {
+            "ContainerStatusUnknown"
+        } else if self.oom_killed {
             "OOMKilled"
         } else if self.exit_code == 0 {
             "Completed"

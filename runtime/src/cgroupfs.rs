@@ -1,73 +1,20 @@
 //! The `cgroup` mount inside a container: the container's own cgroups,
 //! either mounted fresh in its cgroup namespace or bind-mounted from the host.
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::mount::{mount, MsFlags};
 
+use crate::cgroups::hier::{self, Hier};
 use crate::error::{Context, Result};
 use crate::mounts::{MountCtx, Options};
 use crate::sys::{self, Leaf};
 
-/// One cgroup hierarchy mounted on the host.
-struct Hier {
-    mountpoint: PathBuf,
-    /// "cgroup2", or the v1 superblock options (controllers, name=…).
-    v2: bool,
-    subsys: Vec<String>,
-    /// Root of the mount within the hierarchy (4th mountinfo field).
-    mroot: String,
-}
-
-fn hierarchies() -> Vec<Hier> {
-    let data = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut out = Vec::new();
-    for line in data.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let pre: Vec<&str> = pre.split(' ').collect();
-        let post: Vec<&str> = post.split(' ').collect();
-        if pre.len() < 5 || post.len() < 3 {
-            continue;
-        }
-        let v2 = post[0] == "cgroup2";
-        if post[0] != "cgroup" && !v2 {
-            continue;
-        }
-        let subsys = if v2 {
-            Vec::new()
-        } else {
-            post[2]
-                .split(',')
-                .filter(|o| {
-                    !matches!(
-                        *o,
-                        "rw" | "ro" | "xattr" | "noprefix" | "clone_children" | "cpuset_v2_mode"
-                    ) && !o.contains('=')
-                })
-                .map(str::to_string)
-                .chain(
-                    post[2]
-                        .split(',')
-                        .filter(|o| o.starts_with("name="))
-                        .map(str::to_string),
-                )
-                .collect()
-        };
-        out.push(Hier {
-            mountpoint: PathBuf::from(pre[4]),
-            v2,
-            subsys,
-            mroot: pre[3].to_string(),
-        });
-    }
-    out
-}
-
 /// This process's cgroup path in the hierarchy with these controllers.
 fn own_path(h: &Hier) -> Option<String> {
-    let data = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    // Read once: the init is in its cgroups before it mounts anything.
+    static OWN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let data = OWN.get_or_init(|| std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default());
     for line in data.lines() {
         let mut it = line.splitn(3, ':');
         let (_, ctrls, path) = (it.next()?, it.next()?, it.next()?);
@@ -92,7 +39,7 @@ pub fn mount_cgroup(cx: &MountCtx<'_>, dest: &Path, opts: &Options) -> Result<()
         | MsFlags::MS_NOSUID
         | MsFlags::MS_NODEV
         | MsFlags::MS_NOEXEC;
-    let hs = hierarchies();
+    let hs = hier::all();
     let sys_root = hs
         .iter()
         .find(|h| h.v2 && h.mountpoint == Path::new("/sys/fs/cgroup"));
@@ -109,6 +56,15 @@ pub fn mount_cgroup(cx: &MountCtx<'_>, dest: &Path, opts: &Options) -> Result<()
         Some("mode=755"),
     )
     .ctx(|| format!("mount tmpfs on {}", dest.display()))?;
+    // The fresh tmpfs holds nothing but what is made here, so its
+    // directories are made right in it (names are the host's mount names).
+    let tmpfs = sys::open_in_root(
+        cx.rootfd.as_raw_fd(),
+        &rel,
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+    )
+    .ctx(|| format!("open {}", dest.display()))?;
     for h in hs
         .iter()
         .filter(|h| h.mountpoint.starts_with("/sys/fs/cgroup"))
@@ -117,20 +73,18 @@ pub fn mount_cgroup(cx: &MountCtx<'_>, dest: &Path, opts: &Options) -> Result<()
             continue;
         };
         let sub = rel.join(name);
-        sys::mkdir_all_in_root(cx.rootfd.as_raw_fd(), &sub, Leaf::Dir)?;
+        nix::sys::stat::mkdirat(
+            &tmpfs,
+            name,
+            nix::sys::stat::Mode::from_bits_truncate(0o755),
+        )
+        .ctx(|| format!("create {}", dest.join(name).display()))?;
         mount_hier(cx, h, &sub, flags, &dest.join(name))?;
         // Comounted controllers (cpu,cpuacct) get a symlink per controller.
         let name = name.to_string_lossy();
         if name.contains(',') {
-            let dir = sys::open_in_root(
-                cx.rootfd.as_raw_fd(),
-                &rel,
-                libc::O_PATH | libc::O_DIRECTORY,
-                0,
-            )
-            .ctx(|| format!("open {}", dest.display()))?;
             for part in name.split(',') {
-                let _ = nix::unistd::symlinkat(name.as_ref() as &str, &dir, part);
+                let _ = nix::unistd::symlinkat(name.as_ref() as &str, &tmpfs, part);
             }
         }
     }

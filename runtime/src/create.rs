@@ -25,6 +25,8 @@ pub struct CreateOpts<'a> {
     pub bundle: &'a Path,
     pub pid_file: Option<&'a Path>,
     pub console_socket: Option<&'a Path>,
+    /// A connected socket standing in for --console-socket (`run -t`).
+    pub console_fd: Option<std::os::fd::BorrowedFd<'a>>,
     pub no_pivot: bool,
     pub preserve_fds: u32,
 }
@@ -106,6 +108,11 @@ pub fn create(o: &CreateOpts<'_>) -> Result<State> {
         .unwrap_or(false);
     let console = match (terminal, o.console_socket) {
         (true, Some(p)) => Some(console::connect(p)?),
+        (true, None) if o.console_fd.is_some() => o
+            .console_fd
+            .map(|fd| fd.try_clone_to_owned())
+            .transpose()
+            .ctx(|| "duplicate console socket")?,
         (true, None) => {
             return Err(Error::invalid(
                 "process.terminal is true but no --console-socket was given",
@@ -185,10 +192,18 @@ pub fn create(o: &CreateOpts<'_>) -> Result<State> {
     )
     .ctx(|| format!("open {}", fifo.display()))?;
 
-    let pid = sys::clone_fork(clone_flags.bits() as u64).ctx(|| "clone container init")?;
+    // The cgroup exists before the init does: it is born in its v2 cgroup
+    // and moves itself into the v1 ones (see cgroups/mod.rs for why).
+    let cg = cgroups::Cgroup::new(&cg_path);
+    cleanup.cgroup = Some(cg_path.clone());
+    cg.create()?;
+    let cg_fd = cg.open_v2()?;
+    let (pid, placed) = sys::clone_into(clone_flags.bits() as u64, cg_fd.as_ref())
+        .ctx(|| "clone container init")?;
     if pid == 0 {
         drop(parent_end);
         let init = Init {
+            cgroup: &cg,
             spec,
             plan: &plan,
             rootfs: &rootfs,
@@ -207,6 +222,7 @@ pub fn create(o: &CreateOpts<'_>) -> Result<State> {
     }
     drop(child_end);
     drop(fifo_fd);
+    drop(cg_fd);
     cleanup.child = Some(pid);
     st.pid = pid;
     st.pid_start = sys::proc_start_and_state(pid).map(|s| s.0).unwrap_or(0);
@@ -214,9 +230,18 @@ pub fn create(o: &CreateOpts<'_>) -> Result<State> {
     if plan.new.contains(CloneFlags::CLONE_NEWUSER) {
         write_id_maps(pid, st.config.linux().as_ref())?;
     }
-    cleanup.cgroup = Some(cg_path.clone());
-    let mut cg = cgroups::create(&cg_path, pid)?;
-    parent_end.send(sync::GO, &[])?;
+    if !placed {
+        // No clone3: the v2 cgroup (pure or hybrid) is joined the slow way.
+        cg.add_pid(pid, false, true)?;
+    }
+    if let Err(e) = parent_end.send(sync::GO, &[]) {
+        // The init may have failed already (joining its cgroups): its error
+        // is waiting on the socket.
+        return Err(match parent_end.recv() {
+            Ok(Some((sync::ERROR, msg))) => Error::invalid(String::from_utf8_lossy(&msg)),
+            _ => e,
+        });
+    }
     loop {
         match parent_end.recv()? {
             Some((sync::READY, _)) => {
@@ -227,7 +252,7 @@ pub fn create(o: &CreateOpts<'_>) -> Result<State> {
                     .as_ref()
                     .and_then(|l| l.resources().as_ref())
                 {
-                    cgroups::set(&mut cg, &cg_path, res)?;
+                    cg.set(res)?;
                 }
                 break;
             }
@@ -269,6 +294,7 @@ fn validate(spec: &Spec, plan: &Plan) -> Result<()> {
             )));
         }
     }
+    unsupported(spec)?;
     let has_uts = plan.has(NsT::Uts);
     if spec.hostname().as_deref().is_some_and(|h| !h.is_empty()) && !has_uts {
         return Err(Error::invalid(
@@ -321,6 +347,75 @@ fn validate(spec: &Spec, plan: &Plan) -> Result<()> {
                     "sysctl {key} is not namespaced: setting it would change the host"
                 )))
             }
+        }
+    }
+    Ok(())
+}
+
+/// Settings this runtime cannot honour are refused, never silently ignored.
+fn unsupported(spec: &Spec) -> Result<()> {
+    let no = |what: &str, why: &str| Err(Error::invalid(format!("{what} is not supported: {why}")));
+    if let Some(l) = spec.linux() {
+        if l.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            return no(
+                "linux.netDevices",
+                "move the device into the network namespace before create",
+            );
+        }
+        if l.intel_rdt().is_some() {
+            return no("linux.intelRdt", "this runtime has no resctrl support");
+        }
+        if l.memory_policy().is_some() {
+            return no(
+                "linux.memoryPolicy",
+                "this runtime does not set NUMA memory policies",
+            );
+        }
+    }
+    // As runc: an SELinux label needs SELinux; an AppArmor profile is
+    // ignored where AppArmor is off, and refused where it is on (this
+    // runtime does not apply profiles).
+    let selinux = Path::new("/sys/fs/selinux/enforce").exists();
+    let label = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.selinux_label().as_deref())
+        .or(spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.mount_label().as_deref()));
+    if let Some(l) = label.filter(|l| !l.is_empty()) {
+        let why = if selinux {
+            "this runtime does not apply SELinux labels"
+        } else {
+            "SELinux is not enabled on this host"
+        };
+        return no(&format!("SELinux label {l:?}"), why);
+    }
+    let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|v| v.trim() == "Y");
+    if let Some(p) = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.apparmor_profile().as_deref())
+        .filter(|p| apparmor && !p.is_empty() && *p != "unconfined")
+    {
+        return no(
+            &format!("AppArmor profile {p:?}"),
+            "this runtime does not apply AppArmor profiles",
+        );
+    }
+    for m in spec.mounts().iter().flatten() {
+        if m.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+            || m.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+        {
+            return no(
+                &format!(
+                    "mount {}: uidMappings/gidMappings",
+                    m.destination().display()
+                ),
+                "idmapped mounts are not implemented",
+            );
         }
     }
     Ok(())
@@ -383,6 +478,7 @@ fn write_time_offsets(spec: &Spec) -> Result<()> {
 
 /// Everything the init needs; lives in the forked child.
 struct Init<'a> {
+    cgroup: &'a cgroups::Cgroup,
     spec: &'a Spec,
     plan: &'a Plan,
     rootfs: &'a Path,
@@ -420,6 +516,11 @@ impl Init<'_> {
     }
 
     fn run(&self) -> Result<Infallible> {
+        // First, while single-threaded runtime code: into the v1 cgroups.
+        if let Some(p) = self.spec.process() {
+            crate::sched::affinity_initial(p)?;
+        }
+        self.cgroup.enter_v1_self(false)?;
         let spec = self.spec;
         let process = spec
             .process()
@@ -439,7 +540,7 @@ impl Init<'_> {
         } else {
             self.plan.setns(&[NsT::Cgroup, NsT::Mount])?;
             if self.plan.new.contains(CloneFlags::CLONE_NEWCGROUP) {
-                // After the runtime moved us into our cgroup, so it becomes the namespace root.
+                // After joining our cgroups, so they become the namespace root.
                 unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "unshare cgroup namespace")?;
             }
         }
@@ -554,6 +655,7 @@ impl Init<'_> {
         // `start` reads this byte, then waits for EOF: the fifo is close-on-exec,
         // so EOF means the process is running and poststart hooks may run.
         nix::unistd::write(&w, b"0").ctx(|| "write exec fifo")?;
+        crate::sched::personality(spec.linux().as_ref().and_then(|l| l.personality().as_ref()))?;
         finalize(
             process,
             filter.as_ref(),
@@ -585,6 +687,9 @@ pub fn finalize(
     let nnp = process.no_new_privileges().unwrap_or(false);
     let listener = listener.map(|(fd, st)| (fd, seccomp_state_json(&st)));
     let caps = process.capabilities().as_ref();
+    // Scheduling first: a realtime policy needs CAP_SYS_NICE, dropped below.
+    crate::sched::apply(process)?;
+    crate::sched::affinity_final(process)?;
     let setgroups_ok = std::fs::read_to_string("/proc/self/setgroups")
         .map(|s| s.trim() != "deny")
         .unwrap_or(true);
@@ -606,11 +711,13 @@ pub fn finalize(
     for fd in 3..3 + preserve_fds as i32 {
         sys::clear_cloexec(fd).ctx(|| format!("preserve fd {fd}"))?;
     }
-    // SAFETY: reset the signal mask inherited from the runtime.
+    // SAFETY: reset the signal mask inherited from the runtime, and SIGPIPE,
+    // which the runtime ignores: an ignored signal would survive the exec.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     if nnp {
         if let Some(f) = filter {

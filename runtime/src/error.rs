@@ -18,9 +18,6 @@ pub enum Error {
     /// The configuration or the command line asked for something invalid.
     #[error("{0}")]
     Invalid(String),
-    /// A cgroup operation failed.
-    #[error("{step}: {msg}")]
-    Cgroup { step: String, msg: String },
     /// A seccomp operation failed.
     #[error("seccomp: {0}")]
     Seccomp(String),
@@ -76,28 +73,4 @@ impl<T> Context<T> for std::io::Result<T> {
             },
         })
     }
-}
-
-impl<T> Context<T> for std::result::Result<T, cgroups_rs::manager::Error> {
-    fn ctx<S: fmt::Display>(self, step: impl FnOnce() -> S) -> Result<T> {
-        self.map_err(|e| Error::Cgroup {
-            step: step().to_string(),
-            msg: cgroup_msg(&e),
-        })
-    }
-}
-
-/// cgroups-rs errors print their kind and cause separately; join them.
-fn cgroup_msg(e: &cgroups_rs::manager::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        let part = s.to_string();
-        if !msg.contains(&part) {
-            msg.push_str(": ");
-            msg.push_str(&part);
-        }
-        src = s.source();
-    }
-    msg
 }

@@ -10,7 +10,7 @@ use crate::error::{Context, Error, Result};
 use crate::namespaces::{flag, proc_name};
 use crate::state::{State, Status};
 use crate::sync::{self, Chan};
-use crate::{cgroups, console, create, ops, process, seccomp, sys};
+use crate::{cgroups, console, create, ops, process, sched, seccomp, sys};
 
 /// Options of `exec`.
 pub struct ExecOpts<'a> {
@@ -71,10 +71,17 @@ pub fn exec(o: ExecOpts<'_>) -> Result<i32> {
         }
     }
     let (parent_end, child_end) = sync::pair()?;
-    let child = sys::clone_fork(0).ctx(|| "fork exec process")?;
+    // Born in the container's v2 cgroup; the child joins the v1 ones itself
+    // (cheap while single-threaded, see cgroups/mod.rs).
+    let cg = cgroups::Cgroup::new(&st.cgroup_path);
+    let cg_fd = cg.open_v2()?;
+    let (child, placed) = sys::clone_into(0, cg_fd.as_ref()).ctx(|| "fork exec process")?;
     if child == 0 {
         drop(parent_end);
-        let err = match child_main(&o, &st, &nss, &root_fd, console.as_ref(), &child_end) {
+        let err = match sched::affinity_initial(&o.process)
+            .and_then(|()| cg.enter_v1_self(true))
+            .and_then(|()| child_main(&o, &st, &nss, &root_fd, console.as_ref(), &child_end))
+        {
             Ok(never) => match never {},
             Err(e) => e,
         };
@@ -83,7 +90,13 @@ pub fn exec(o: ExecOpts<'_>) -> Result<i32> {
         unsafe { libc::_exit(127) }
     }
     drop(child_end);
-    if let Err(e) = cgroups::join(&st.cgroup_path, child) {
+    let joined = if placed || cg_fd.is_none() {
+        Ok(())
+    } else {
+        cg.add_pid(child, false, true)
+    };
+    drop(cg_fd);
+    if let Err(e) = joined {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(child),
             nix::sys::signal::Signal::SIGKILL,
@@ -91,7 +104,15 @@ pub fn exec(o: ExecOpts<'_>) -> Result<i32> {
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
         return Err(e);
     }
-    parent_end.send(sync::GO, &[])?;
+    if let Err(e) = parent_end.send(sync::GO, &[]) {
+        // The child may have failed already; its error is on the socket.
+        let msg = match parent_end.recv() {
+            Ok(Some((sync::ERROR, msg))) => Error::invalid(String::from_utf8_lossy(&msg)),
+            _ => e,
+        };
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
+        return Err(msg);
+    }
     // EOF means execve succeeded (the socket is close-on-exec).
     if let Some((sync::ERROR, msg)) = parent_end.recv()? {
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
@@ -171,6 +192,12 @@ fn child_main(
         Some(s) => Some(seccomp::build(s)?),
         None => None,
     };
+    sched::personality(
+        st.config
+            .linux()
+            .as_ref()
+            .and_then(|l| l.personality().as_ref()),
+    )?;
     create::finalize(
         &o.process,
         filter.as_ref(),

@@ -20,10 +20,12 @@ pub mod namespaces;
 pub mod ops;
 pub mod process;
 pub mod rootfs;
+pub mod sched;
 pub mod sealed;
 pub mod seccomp;
 pub mod state;
 pub mod sync;
 pub mod sys;
+pub mod tty;
 
 pub use error::{Error, Result};

@@ -1,10 +1,13 @@
 //! krun-runtime: the OCI runtime binary, with runc's command line.
+#![no_main]
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use krun_runtime::{create, exec, features, log, ops, sealed, state::State};
+use std::os::fd::AsFd;
+
+use krun_runtime::{create, exec, features, log, ops, sealed, state::State, tty};
 use oci_spec::runtime::{LinuxCapabilities, LinuxResources, Process};
 
 /// An OCI container runtime with runc's command line.
@@ -206,7 +209,19 @@ enum Cmd {
     Features,
 }
 
-fn main() {
+/// The C entry point, without std's runtime setup: that setup finds the main
+/// thread's stack guard by parsing /proc/self/maps through glibc's stdio,
+/// which costs every short-lived invocation time and resident memory. What
+/// of it matters here is redone: SIGPIPE ignored (writes to a closed pipe
+/// fail with EPIPE; the container's process gets SIGPIPE back at exec).
+#[no_mangle]
+pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    // SAFETY: setting a signal disposition before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    real_main()
+}
+
+fn real_main() -> ! {
     let cli = Cli::parse();
     log::init(
         cli.log.clone(),
@@ -244,7 +259,33 @@ fn run(cli: Cli) -> Result<i32> {
             c, detach, keep, ..
         } => {
             sealed::ensure()?;
-            let st = create::create(&create_opts(root, &c))?;
+            // A terminal without --console-socket: relay the pty ourselves, as runc does.
+            // (A socketpair is cheaper than reading config.json twice.)
+            let relay = if c.console_socket.is_none() && !detach {
+                Some(tty::console_pair()?)
+            } else {
+                None
+            };
+            let mut opts = create_opts(root, &c);
+            opts.console_fd = relay.as_ref().map(|(_, theirs)| theirs.as_fd());
+            let st = create::create(&opts)?;
+            let terminal = st
+                .config
+                .process()
+                .as_ref()
+                .and_then(|p| p.terminal())
+                .unwrap_or(false);
+            let master = match &relay {
+                Some((ours, _)) if terminal => match tty::recv_master(ours) {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        let _ = ops::delete(root, &c.id, true);
+                        return Err(e.into());
+                    }
+                },
+                _ => None,
+            };
+            drop(relay);
             if let Err(e) = ops::start_loaded(root, &st) {
                 let _ = ops::delete(root, &c.id, true);
                 return Err(e.into());
@@ -252,7 +293,10 @@ fn run(cli: Cli) -> Result<i32> {
             if detach {
                 return Ok(0);
             }
-            let code = ops::wait_forwarding(st.pid)?;
+            let code = match master {
+                Some(m) => tty::relay(m, st.pid)?,
+                None => ops::wait_forwarding(st.pid)?,
+            };
             if !keep {
                 ops::delete(root, &c.id, true)?;
             }
@@ -485,6 +529,7 @@ fn create_opts<'a>(root: &'a Path, c: &'a CreateArgs) -> create::CreateOpts<'a> 
         console_socket: c.console_socket.as_deref(),
         no_pivot: c.no_pivot,
         preserve_fds: c.preserve_fds,
+        console_fd: None,
     }
 }
 

@@ -25,14 +25,25 @@ pub fn prepare(
         Some(p) => mounts::propagation(p)?,
         None => MsFlags::MS_SLAVE | MsFlags::MS_REC,
     };
-    // Keep host mount events from reaching us (and ours from the host), as asked.
-    let first = if prop.contains(MsFlags::MS_SHARED) {
-        MsFlags::MS_SLAVE | MsFlags::MS_REC
-    } else {
-        prop | MsFlags::MS_REC
-    };
-    mount(None::<&str>, "/", None::<&str>, first, None::<&str>)
-        .ctx(|| "make / private to the container")?;
+    // The whole tree gets the asked propagation, as runc's prepareRoot:
+    // slave by default (host events reach us, ours never reach the host);
+    // shared keeps the host's peer groups, so a bind of a shared host
+    // directory is a peer of it and mounts made in the container under it
+    // reach the host (Kubernetes' Bidirectional).
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        prop | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .ctx(|| "set the propagation of / in the container")?;
+    if prop.contains(MsFlags::MS_SHARED) {
+        // ... but the rootfs bind below must not propagate back, and
+        // pivot_root refuses a shared parent: make the mount holding the
+        // rootfs private (runc's rootfsParentMountPrivate).
+        parent_mount_private(rootfs)?;
+    }
     mount(
         Some(rootfs),
         rootfs,
@@ -73,6 +84,29 @@ pub fn prepare(
         devices::symlinks(&rootfd, have_devpts)?;
     }
     Ok(rootfd)
+}
+
+/// Makes the mount that holds `path` private: the nearest mount point at
+/// or above it (EINVAL means "not a mount point": go up).
+fn parent_mount_private(path: &Path) -> Result<()> {
+    let mut p = path.to_path_buf();
+    loop {
+        match mount(
+            None::<&str>,
+            &p,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        ) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EINVAL) if p.parent().is_some() => {
+                p = p.parent().map(Path::to_path_buf).unwrap_or_default();
+            }
+            Err(e) => {
+                return Err(e).ctx(|| format!("make the mount holding {} private", path.display()))
+            }
+        }
+    }
 }
 
 /// Makes `rootfs` the root: pivot_root, or with `no_pivot` a move + chroot.

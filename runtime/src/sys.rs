@@ -107,6 +107,19 @@ pub fn mkdir_all_in_root(root: RawFd, path: &Path, leaf: Leaf) -> Result<OwnedFd
     if let Ok(fd) = open_in_root(root, &rel, libc::O_PATH, 0) {
         return Ok(fd);
     }
+    // Usually only the last component is missing: when the parent resolves
+    // (inside the root) to a directory and the leaf is not there at all (not
+    // even a dangling symlink), make it right there.
+    if let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) {
+        if let Ok(dir) = open_in_root(root, parent, libc::O_PATH | libc::O_DIRECTORY, 0) {
+            if nix::fcntl::readlinkat(&dir, name) == Err(Errno::ENOENT) {
+                make_leaf(&dir, name, leaf)
+                    .ctx(|| format!("create {} in rootfs", rel.display()))?;
+                return open_in_root(root, &rel, libc::O_PATH, 0)
+                    .ctx(|| format!("open {} in rootfs", rel.display()));
+            }
+        }
+    }
     let mut todo: VecDeque<OsString> = rel.components().map(|c| c.as_os_str().to_owned()).collect();
     let mut cur = PathBuf::new();
     let mut links = 0;
@@ -142,32 +155,9 @@ pub fn mkdir_all_in_root(root: RawFd, path: &Path, leaf: Leaf) -> Result<OwnedFd
             }
             Err(Errno::EINVAL) => {}
             Err(Errno::ENOENT) => {
-                let last = todo.is_empty();
-                let r = if last && leaf == Leaf::File {
-                    nix::fcntl::openat(
-                        &dir,
-                        name.as_os_str(),
-                        nix::fcntl::OFlag::O_CREAT
-                            | nix::fcntl::OFlag::O_WRONLY
-                            | nix::fcntl::OFlag::O_CLOEXEC
-                            | nix::fcntl::OFlag::O_NOFOLLOW,
-                        nix::sys::stat::Mode::from_bits_truncate(0o644),
-                    )
-                    .map(drop)
-                } else {
-                    nix::sys::stat::mkdirat(
-                        &dir,
-                        name.as_os_str(),
-                        nix::sys::stat::Mode::from_bits_truncate(0o755),
-                    )
-                };
-                match r {
-                    Ok(()) | Err(Errno::EEXIST) => {}
-                    Err(e) => {
-                        return Err(e)
-                            .ctx(|| format!("create {} in rootfs", cur.join(&name).display()))
-                    }
-                }
+                let kind = if todo.is_empty() { leaf } else { Leaf::Dir };
+                make_leaf(&dir, name.as_os_str(), kind)
+                    .ctx(|| format!("create {} in rootfs", cur.join(&name).display()))?;
             }
             Err(e) => {
                 return Err(e).ctx(|| format!("readlink {} in rootfs", cur.join(&name).display()))
@@ -176,6 +166,29 @@ pub fn mkdir_all_in_root(root: RawFd, path: &Path, leaf: Leaf) -> Result<OwnedFd
         cur.push(&name);
     }
     open_in_root(root, &cur, libc::O_PATH, 0).ctx(|| format!("open {} in rootfs", cur.display()))
+}
+
+/// Creates `name` in `dir` as a directory or an empty file; one that
+/// appeared meanwhile is fine (it is opened afterwards by the caller).
+fn make_leaf(dir: &OwnedFd, name: &std::ffi::OsStr, leaf: Leaf) -> nix::Result<()> {
+    let r = if leaf == Leaf::File {
+        nix::fcntl::openat(
+            dir,
+            name,
+            nix::fcntl::OFlag::O_CREAT
+                | nix::fcntl::OFlag::O_WRONLY
+                | nix::fcntl::OFlag::O_CLOEXEC
+                | nix::fcntl::OFlag::O_NOFOLLOW,
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .map(drop)
+    } else {
+        nix::sys::stat::mkdirat(dir, name, nix::sys::stat::Mode::from_bits_truncate(0o755))
+    };
+    match r {
+        Err(Errno::EEXIST) => Ok(()),
+        r => r,
+    }
 }
 
 /// The magic-link path through which a mount can target an fd.
@@ -255,6 +268,57 @@ pub fn clone_fork(flags: u64) -> nix::Result<i32> {
     Ok(r as i32)
 }
 
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Like [`clone_fork`], but the child is born in the cgroup v2 directory
+/// `cgroup` (clone3 CLONE_INTO_CGROUP), so no migration is needed. Returns
+/// the pid and whether the child was placed: kernels or seccomp profiles
+/// without clone3 (ENOSYS) get a plain clone and the caller moves the child.
+pub fn clone_into(flags: u64, cgroup: Option<&OwnedFd>) -> nix::Result<(i32, bool)> {
+    let Some(cg) = cgroup else {
+        return clone_fork(flags).map(|p| (p, false));
+    };
+    let args = CloneArgs {
+        flags: flags | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cg.as_raw_fd() as u64,
+        ..Default::default()
+    };
+    // SAFETY: clone3 with a zero stack duplicates the caller's stack, like
+    // fork(); the process has one thread, so no lock can be held by another.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if r < 0 {
+        let e = Errno::last();
+        if e == Errno::ENOSYS {
+            return clone_fork(flags).map(|p| (p, false));
+        }
+        return Err(e);
+    }
+    Ok((r as i32, true))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +351,13 @@ mod tests {
         drop(fd);
         // The symlink resolved to the root itself, so the directory lands inside.
         assert!(dir.join("etc/made").is_dir());
+        // A parent reached through an absolute symlink: the leaf is made in
+        // the directory it names inside the root, and a file leaf too.
+        std::os::unix::fs::symlink("/a", dir.join("link")).unwrap();
+        drop(mkdir_all_in_root(root.as_raw_fd(), Path::new("link/made"), Leaf::Dir).unwrap());
+        assert!(dir.join("a/made").is_dir());
+        drop(mkdir_all_in_root(root.as_raw_fd(), Path::new("link/file"), Leaf::File).unwrap());
+        assert!(dir.join("a/file").is_file());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -232,6 +232,47 @@ impl TestNode {
         left
     }
 
+    /// Deletes the pod and checks the host holds nothing of it any more (and,
+    /// once no pod is left, nothing of any pod of the node).
+    pub fn delete_and_scan(&self, name: &str) {
+        let uid = self.uid(name);
+        let pids = self.pids(&uid);
+        let out = self.ok(&["delete", "pod", name]);
+        assert_eq!(out.trim(), format!("pod \"{name}\" deleted"));
+        let o = self.out(&["get", "pods", name]);
+        assert!(!o.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&o.stderr).trim(),
+            format!("krun: pods \"{name}\" not found")
+        );
+        let last = self
+            .ok(&["get", "pods", "-A", "-o", "json"])
+            .contains("\"items\": []");
+        let left = self.leftovers(&[uid], &pids, last);
+        assert!(left.is_empty(), "left after delete: {left:#?}");
+    }
+
+    /// `krun exec POD -c CONTAINER -- sh -c SCRIPT`: its output, which must
+    /// succeed.
+    pub fn sh(&self, pod: &str, container: &str, script: &str) -> String {
+        self.ok(&["exec", pod, "-c", container, "--", "sh", "-c", script])
+    }
+
+    /// The pod's waiting reason and message of a container, once it has one.
+    pub fn waiting(&self, pod: &str, container: &str) -> Option<(String, String)> {
+        let p = self.pod(pod);
+        let all = p["status"]["containerStatuses"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let s = all.iter().find(|s| s["name"] == container)?;
+        let w = &s["state"]["waiting"];
+        Some((
+            w["reason"].as_str()?.to_string(),
+            w["message"].as_str().unwrap_or_default().to_string(),
+        ))
+    }
+
     /// The pids of the pod's supervisor and its containers' inits.
     pub fn pids(&self, uid: &str) -> Vec<i32> {
         let status = self.run.join("supervisors").join(uid).join("status.json");

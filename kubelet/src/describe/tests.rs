@@ -53,6 +53,7 @@ fn describe_reads_like_kubectl() {
         finished_at: ts("2026-01-01T00:00:02Z"),
         message: None,
         container_id: Some("krun://setup-1".into()),
+        status_unknown: false,
     });
     init.container_id = Some("krun://setup-1".into());
     init.image_id = "127.0.0.1:5000/library/busybox@sha256:aaaa".into();

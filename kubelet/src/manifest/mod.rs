@@ -4,7 +4,8 @@
 //! Every error is one line naming the file, the document (its index among
 //! the file's non-empty documents, and its kind and name) and the field path.
 
-mod defaults;
+pub mod defaults;
+mod security;
 mod unknown;
 mod validate;
 
@@ -166,10 +167,13 @@ pub fn load_file(path: &Path) -> Result<Vec<Document>, ManifestError> {
 /// Parse, default and validate the documents of `text`, named `file` in errors.
 pub fn parse_str(file: &str, text: &str) -> Result<Vec<Document>, ManifestError> {
     // Far above any real manifest, far below what an alias bomb expands to.
+    // Zero-prefixed numbers are octal, as kubectl reads them (YAML 1.1):
+    // `defaultMode: 0400` is 256.
     let options = serde_saphyr::options! {
         budget: serde_saphyr::budget! {
             max_nodes: MAX_NODES,
         },
+        legacy_octal_numbers: true,
     };
     let values: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options)
         .map_err(|e| syntax_error(file, &e))?;

@@ -349,3 +349,54 @@ fn alias_bombs_are_refused() {
     let e = err(&text);
     assert_eq!(e, "pod.yaml: line 5, column 45: malformed YAML: more than 100000 nodes once aliases are expanded");
 }
+
+#[test]
+fn zero_prefixed_modes_are_octal_as_kubectl_reads_them() {
+    let docs = parse_str(
+        "pod.yaml",
+        &format!("{GOOD}  volumes: [{{name: c, configMap: {{name: x, defaultMode: 0400, items: [{{key: k, path: p, mode: 0755}}]}}}}]\n"),
+    )
+    .unwrap();
+    let v = &pod_of(&docs[0])
+        .spec
+        .as_ref()
+        .unwrap()
+        .volumes
+        .as_ref()
+        .unwrap()[0];
+    let cm = v.config_map.as_ref().unwrap();
+    assert_eq!(cm.default_mode, Some(0o400));
+    assert_eq!(cm.items.as_ref().unwrap()[0].mode, Some(0o755));
+}
+
+#[test]
+fn security_context_and_volume_rules() {
+    let vol = |v: &str| format!("{GOOD}  volumes: [{v}]\n");
+    let cases: Vec<(String, &str)> = vec![
+        (vol("{name: t, projected: {sources: [{serviceAccountToken: {path: token}}]}}"), "spec.volumes[0].projected.sources[0].serviceAccountToken: not supported: krun has no API server to issue service account tokens"),
+        (vol("{name: t, persistentVolumeClaim: {claimName: data}}"), "spec.volumes[0].persistentVolumeClaim: volume type not supported by krun"),
+        (vol("{name: t, csi: {driver: x}}"), "spec.volumes[0].csi: volume type not supported by krun"),
+        (vol("{name: t, emptyDir: {medium: HugePages}}"), "spec.volumes[0].emptyDir.medium: unsupported value \"HugePages\""),
+        (vol("{name: t, configMap: {name: c, items: [{key: k, path: ../up}]}}"), "spec.volumes[0].configMap.items[0].path: invalid path \"../up\": must not contain '..'"),
+        (vol("{name: t, secret: {secretName: s, items: [{key: k, path: p, mode: 01000}]}}"), "spec.volumes[0].secret.items[0].mode: 512 must be a number between 0 and 0777 (octal), both inclusive"),
+        (vol("{name: t, downwardAPI: {items: [{path: ip, fieldRef: {fieldPath: status.podIP}}]}}"), "spec.volumes[0].downwardAPI.items[0].fieldRef.fieldPath: unsupported value \"status.podIP\""),
+        (vol("{name: t, downwardAPI: {items: [{path: m, resourceFieldRef: {resource: limits.memory}}]}}"), "spec.volumes[0].downwardAPI.items[0].resourceFieldRef.containerName: required field is missing"),
+        (with_container("    volumeMounts: [{name: d, mountPath: /d, subPath: a, subPathExpr: b}]\n  volumes: [{name: d, emptyDir: {}}]\n"), "spec.containers[0].volumeMounts[0].subPathExpr: subPathExpr and subPath are mutually exclusive"),
+        (with_container("    volumeMounts: [{name: d, mountPath: /d, mountPropagation: Bidirectional}]\n  volumes: [{name: d, emptyDir: {}}]\n"), "spec.containers[0].volumeMounts[0].mountPropagation: Bidirectional mount propagation is available only to privileged containers"),
+        (with_container("    securityContext: {seccompProfile: {type: Localhost}}\n"), "spec.containers[0].securityContext.seccompProfile.localhostProfile: must be set when seccomp type is Localhost"),
+        (with_container("    securityContext: {seccompProfile: {type: Localhost, localhostProfile: ../x.json}}\n"), "spec.containers[0].securityContext.seccompProfile.localhostProfile: invalid value \"../x.json\""),
+        (with_container("    securityContext: {seccompProfile: {type: Strict}}\n"), "spec.containers[0].securityContext.seccompProfile.type: unsupported value \"Strict\""),
+        (with_container("    securityContext: {privileged: true, allowPrivilegeEscalation: false}\n"), "spec.containers[0].securityContext.allowPrivilegeEscalation: cannot set `allowPrivilegeEscalation` to false and `privileged` to true"),
+        (with_container("    securityContext: {procMount: Masked}\n"), "spec.containers[0].securityContext.procMount: unsupported value \"Masked\""),
+        (with_container("  securityContext: {sysctls: [{name: kernel.msgmax, value: '1'}]}\n"), "spec.securityContext.sysctls[0].name: forbidden sysctl: \"kernel.msgmax\" not allowlisted"),
+        (with_container("  hostNetwork: true\n  securityContext: {sysctls: [{name: net.ipv4.tcp_syncookies, value: '1'}]}\n"), "spec.securityContext.sysctls[0].name: forbidden sysctl: \"net.ipv4.tcp_syncookies\" not allowed with host net enabled"),
+    ];
+    for (text, want) in cases {
+        let e = err(&text);
+        let want = format!("pod.yaml: document 1 (Pod web): {want}");
+        assert!(e.starts_with(&want), "\n got: {e}\nwant: {want}");
+    }
+    // the safe set passes, '/' separators included
+    let ok = with_container("  securityContext: {sysctls: [{name: net/ipv4/ip_local_port_range, value: '1024 65000'}, {name: kernel.shm_rmid_forced, value: '1'}]}\n");
+    assert!(parse_str("pod.yaml", &ok).is_ok());
+}

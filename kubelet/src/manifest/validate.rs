@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, EnvVar, Pod, PodSpec, Probe, ResourceRequirements, Secret, Volume,
+    ConfigMap, Container, EnvVar, HTTPGetAction, Pod, PodSpec, Probe, ResourceRequirements, Secret,
+    Volume,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -26,6 +27,16 @@ pub const SUPPORTED_VOLUMES: &[&str] = &[
     "secret",
     "downwardAPI",
     "projected",
+];
+
+/// What a resourceFieldRef may name (env and downwardAPI volumes).
+pub(crate) const RESOURCE_FIELDS: &[&str] = &[
+    "limits.cpu",
+    "limits.memory",
+    "limits.ephemeral-storage",
+    "requests.cpu",
+    "requests.memory",
+    "requests.ephemeral-storage",
 ];
 
 fn invalid(value: &str, why: &str) -> String {
@@ -125,7 +136,7 @@ fn pod_spec(doc: &DocRef<'_>, spec: &PodSpec) -> Result {
             "ShareProcessNamespace and HostPID cannot both be enabled",
         ));
     }
-    let volumes = volumes(doc, spec.volumes.as_deref().unwrap_or_default())?;
+    let volumes = volumes(doc, spec.volumes.as_deref().unwrap_or_default(), spec)?;
 
     let host_network = spec.host_network == Some(true);
     let mut names: HashMap<&str, String> = HashMap::new();
@@ -170,10 +181,10 @@ fn pod_spec(doc: &DocRef<'_>, spec: &PodSpec) -> Result {
             }
         }
     }
-    Ok(())
+    super::security::pod(doc, spec)
 }
 
-fn volumes<'a>(doc: &DocRef<'_>, list: &'a [Volume]) -> Result<HashSet<&'a str>> {
+fn volumes<'a>(doc: &DocRef<'_>, list: &'a [Volume], spec: &PodSpec) -> Result<HashSet<&'a str>> {
     let mut seen = HashSet::new();
     for (i, v) in list.iter().enumerate() {
         let path = format!("spec.volumes[{i}]");
@@ -269,6 +280,7 @@ fn volumes<'a>(doc: &DocRef<'_>, list: &'a [Volume]) -> Result<HashSet<&'a str>>
                 return Err(doc.err(format!("{path}.secret.secretName"), REQUIRED));
             }
         }
+        super::security::volume_source(doc, &path, v, spec)?;
     }
     Ok(seen)
 }
@@ -451,9 +463,6 @@ fn container(
                 "may not be set for init containers without restartPolicy=Always",
             ));
         }
-        if init && field == "readinessProbe" {
-            return Err(doc.err(at(field), "may not be set for init containers"));
-        }
         self::probe(
             doc,
             &at(field),
@@ -494,6 +503,13 @@ fn container(
                     &http.port,
                     &container_ports,
                 )?;
+                http_headers(doc, &format!("{hp}.httpGet"), http)?;
+            }
+            if let Some(sl) = h.sleep.as_ref().filter(|sl| sl.seconds < 0) {
+                return Err(doc.err(
+                    format!("{hp}.sleep.seconds"),
+                    format!("{} must be greater than or equal to 0", sl.seconds),
+                ));
             }
         }
     }
@@ -562,14 +578,7 @@ fn env(doc: &DocRef<'_>, path: &str, list: &[EnvVar]) -> Result {
                 doc,
                 &format!("{ep}.valueFrom.resourceFieldRef.resource"),
                 Some(&r.resource),
-                &[
-                    "limits.cpu",
-                    "limits.memory",
-                    "limits.ephemeral-storage",
-                    "requests.cpu",
-                    "requests.memory",
-                    "requests.ephemeral-storage",
-                ],
+                RESOURCE_FIELDS,
             )?;
             if let Some(d) = &r.divisor {
                 quantity(doc, &format!("{ep}.valueFrom.resourceFieldRef.divisor"), d)?;
@@ -705,6 +714,27 @@ fn port_ref(doc: &DocRef<'_>, path: &str, port: &IntOrString, named: &HashSet<&s
     }
 }
 
+/// httpHeaders names are HTTP tokens (values are checked when sent).
+fn http_headers(doc: &DocRef<'_>, path: &str, h: &HTTPGetAction) -> Result {
+    for (i, hd) in h.http_headers.iter().flatten().enumerate() {
+        let token = !hd.name.is_empty()
+            && hd
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            return Err(doc.err(
+                format!("{path}.httpHeaders[{i}].name"),
+                invalid(
+                    &hd.name,
+                    "a valid HTTP header must consist of alphanumeric characters or '-'",
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn probe(
     doc: &DocRef<'_>,
     path: &str,
@@ -748,6 +778,7 @@ fn probe(
     }
     if let Some(h) = &p.http_get {
         port_ref(doc, &format!("{path}.httpGet.port"), &h.port, named)?;
+        http_headers(doc, &format!("{path}.httpGet"), h)?;
         one_of(
             doc,
             &format!("{path}.httpGet.scheme"),

@@ -20,14 +20,14 @@ pub struct Objects<'a> {
 }
 
 impl<'a> Objects<'a> {
-    fn config_map(&self, namespace: &str, name: &str) -> Option<&'a ConfigMap> {
+    pub(crate) fn config_map(&self, namespace: &str, name: &str) -> Option<&'a ConfigMap> {
         self.config_maps.iter().find(|c| {
             c.metadata.name.as_deref() == Some(name)
                 && c.metadata.namespace.as_deref().unwrap_or("default") == namespace
         })
     }
 
-    fn secret(&self, namespace: &str, name: &str) -> Option<&'a Secret> {
+    pub(crate) fn secret(&self, namespace: &str, name: &str) -> Option<&'a Secret> {
         self.secrets.iter().find(|s| {
             s.metadata.name.as_deref() == Some(name)
                 && s.metadata.namespace.as_deref().unwrap_or("default") == namespace
@@ -178,7 +178,7 @@ pub fn container_env(
     Ok(env.0)
 }
 
-fn field_value(
+pub(crate) fn field_value(
     pod: &Pod,
     path: &str,
     facts: &PodFacts,
@@ -223,7 +223,7 @@ fn field_value(
     Ok(value)
 }
 
-fn resource_value(
+pub(crate) fn resource_value(
     pod: &Pod,
     c: &Container,
     r: &k8s_openapi::api::core::v1::ResourceFieldSelector,

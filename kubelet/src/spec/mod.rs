@@ -6,17 +6,22 @@
 mod env;
 mod expand;
 mod resources;
+mod seccomp;
 mod security;
 mod signal;
 mod user;
 
 pub use env::{container_env, merge as merge_env, secret_data, Objects, DEFAULT_PATH};
+pub(crate) use env::{field_value, resource_value};
 pub use expand::expand;
 pub use resources::{
-    linux_resources, milli_cpu_to_quota, milli_cpu_to_shares, swap_controller_available,
-    QUOTA_PERIOD,
+    linux_resources, milli_cpu_to_quota, milli_cpu_to_shares, quantity as resource_quantity,
+    swap_controller_available, MIN_SHARES, QUOTA_PERIOD,
 };
-pub use security::{all_capabilities, effective as effective_security, verify_run_as_non_root};
+pub use seccomp::{load_localhost as load_seccomp_profile, Profile as SeccompProfile, Seccomp};
+pub use security::{
+    all_capabilities, effective as effective_security, resolve_seccomp, verify_run_as_non_root,
+};
 pub use signal::parse as parse_signal;
 pub use user::{resolve as resolve_user, Identity, IdentityOverrides};
 
@@ -48,6 +53,9 @@ pub enum SpecError {
         #[source]
         source: std::io::Error,
     },
+    /// A seccomp profile that cannot be used (CreateContainerError).
+    #[error("{0}")]
+    Seccomp(String),
     #[error("building the OCI config: {0}")]
     Oci(#[from] oci_spec::OciSpecError),
 }
@@ -123,6 +131,12 @@ pub struct Security {
     pub sysctls: Vec<(String, String)>,
     /// Extra mounts (volumes), destination inside the container.
     pub mounts: Vec<Mount>,
+    /// linux.rootfsPropagation, when a volume mount needs one.
+    pub rootfs_propagation: Option<String>,
+    /// seccompProfile (a Localhost one read by [`resolve_seccomp`]).
+    pub seccomp: Seccomp,
+    /// process.oomScoreAdj.
+    pub oom_score_adj: Option<i32>,
 }
 
 /// Everything one container's config is made of.
@@ -402,6 +416,16 @@ pub fn build(input: &ContainerInput<'_>) -> Result<BuiltSpec, SpecError> {
             caps.remove(d);
         }
     }
+    let seccomp = match &sec.seccomp {
+        Seccomp::Unconfined => None,
+        Seccomp::RuntimeDefault => Some(seccomp::to_oci(&SeccompProfile::docker_default(), &caps)),
+        Seccomp::Profile(p) => Some(seccomp::to_oci(p, &caps)),
+        Seccomp::Localhost(path) => Some(Err(format!(
+            "seccomp profile {path} was not read before building the config"
+        ))),
+    }
+    .transpose()
+    .map_err(SpecError::Seccomp)?;
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
@@ -428,6 +452,7 @@ pub fn build(input: &ContainerInput<'_>) -> Result<BuiltSpec, SpecError> {
     let mut process = process;
     // Limits are inherited from the supervisor, as under containerd's CRI.
     process.set_rlimits(None);
+    process.set_oom_score_adj(sec.oom_score_adj);
     let linux = LinuxBuilder::default()
         .namespaces(namespaces(input.sandbox))
         .resources(linux_resources(c, input.limit_swap))
@@ -443,6 +468,8 @@ pub fn build(input: &ContainerInput<'_>) -> Result<BuiltSpec, SpecError> {
         linux.set_masked_paths(None);
         linux.set_readonly_paths(None);
     }
+    linux.set_seccomp(seccomp);
+    linux.set_rootfs_propagation(sec.rootfs_propagation.clone());
     if !input.security.sysctls.is_empty() {
         linux.set_sysctl(Some(input.security.sysctls.iter().cloned().collect()));
     }

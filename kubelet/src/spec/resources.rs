@@ -34,7 +34,8 @@ pub fn milli_cpu_to_quota(milli: i64, period: u64) -> Option<i64> {
     Some(quota.max(MIN_QUOTA))
 }
 
-fn quantity(c: &Container, limits: bool, name: &str) -> Option<Quantity> {
+/// A container's limit (or request) of `name`, when set and valid.
+pub fn quantity(c: &Container, limits: bool, name: &str) -> Option<Quantity> {
     let r = c.resources.as_ref()?;
     let map = if limits { &r.limits } else { &r.requests };
     map.as_ref()?

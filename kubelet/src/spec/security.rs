@@ -8,6 +8,7 @@ use std::str::FromStr;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use oci_spec::runtime::Capability;
 
+use super::seccomp::{load_localhost, Seccomp};
 use super::{Identity, IdentityOverrides, Security, SpecError};
 
 /// Every capability name the kernel has today, for privileged and "ALL".
@@ -55,10 +56,25 @@ const ALL_CAPABILITIES: &[&str] = &[
     "CHECKPOINT_RESTORE",
 ];
 
+/// What privileged and "ALL" grant: every capability this process may
+/// hand on (its bounding set), as containerd's WithAllCurrentCapabilities;
+/// asking for more would make the runtime's capset fail (a host whose
+/// root lacks CAP_SYS_RESOURCE, say). The names are in the kernel's
+/// numbering order, so a name's index is its bit.
 pub fn all_capabilities() -> Vec<Capability> {
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
     ALL_CAPABILITIES
         .iter()
-        .filter_map(|n| Capability::from_str(n).ok())
+        .enumerate()
+        .filter(|(bit, _)| bounding & (1u64 << bit) != 0)
+        .filter_map(|(_, n)| Capability::from_str(n).ok())
         .collect()
 }
 
@@ -91,6 +107,17 @@ pub fn effective(pod: &Pod, c: &Container) -> Result<Security, SpecError> {
     let privileged = csc.privileged == Some(true);
     let (add_all, add) = capabilities(caps.add.as_deref().unwrap_or_default(), &c.name)?;
     let (drop_all, drop) = capabilities(caps.drop.as_deref().unwrap_or_default(), &c.name)?;
+    // The container's profile over the pod's; none when unset (a stock
+    // kubelet without SeccompDefault) and never for privileged containers.
+    let profile = csc.seccomp_profile.clone().or(psc.seccomp_profile.clone());
+    let seccomp = match profile {
+        _ if privileged => Seccomp::Unconfined,
+        Some(p) if p.type_ == "RuntimeDefault" => Seccomp::RuntimeDefault,
+        Some(p) if p.type_ == "Localhost" => {
+            Seccomp::Localhost(p.localhost_profile.clone().unwrap_or_default())
+        }
+        _ => Seccomp::Unconfined,
+    };
     Ok(Security {
         identity: IdentityOverrides {
             run_as_user: csc.run_as_user.or(psc.run_as_user),
@@ -114,7 +141,20 @@ pub fn effective(pod: &Pod, c: &Container) -> Result<Security, SpecError> {
             .map(|s| (s.name.clone(), s.value.clone()))
             .collect(),
         mounts: Vec::new(),
+        rootfs_propagation: None,
+        seccomp,
+        oom_score_adj: None,
     })
+}
+
+/// Reads a Localhost seccomp profile from `dir` (the node's seccomp
+/// directory); the error is what the runtime reports (CreateContainerError).
+pub fn resolve_seccomp(security: &mut Security, dir: &std::path::Path) -> Result<(), String> {
+    if let Seccomp::Localhost(rel) = &security.seccomp {
+        let p = load_localhost(dir, rel)?;
+        security.seccomp = Seccomp::Profile(Box::new(p));
+    }
+    Ok(())
 }
 
 /// The kubelet's verifyRunAsNonRoot, given the image's `User`.

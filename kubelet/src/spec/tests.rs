@@ -1,6 +1,5 @@
 use super::*;
-use crate::manifest::{parse_str, Object};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use crate::test_support::{load, Loaded};
 use std::fs;
 
 struct Fixture {
@@ -44,29 +43,6 @@ fn image(json: serde_json::Value) -> ImageConfiguration {
         "config": json,
     }))
     .unwrap()
-}
-
-struct Loaded {
-    pod: Pod,
-    config_maps: Vec<ConfigMap>,
-    secrets: Vec<Secret>,
-}
-
-fn load(yaml: &str) -> Loaded {
-    let mut out = Loaded {
-        pod: Pod::default(),
-        config_maps: vec![],
-        secrets: vec![],
-    };
-    for d in parse_str("t.yaml", yaml).unwrap() {
-        match d.object {
-            Object::Pod(p) => out.pod = *p,
-            Object::ConfigMap(c) => out.config_maps.push(*c),
-            Object::Secret(s) => out.secrets.push(*s),
-        }
-    }
-    out.pod.metadata.uid = Some("9f0c-uid".into());
-    out
 }
 
 fn sandbox() -> Sandbox {
@@ -689,4 +665,39 @@ fn run_as_non_root_is_enforced_like_the_kubelet() {
         effective_security(&bad.pod, c).unwrap_err().to_string(),
         "container app: unknown capability \"FLY\""
     );
+}
+
+#[test]
+fn seccomp_oom_score_and_propagation_land_in_the_config() {
+    let fx = fixture();
+    let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  securityContext: {seccompProfile: {type: RuntimeDefault}}\n  containers:\n  - {name: app, image: busybox, command: [sh]}\n  - {name: open, image: busybox, command: [sh], securityContext: {seccompProfile: {type: Unconfined}}}\n  - {name: priv, image: busybox, command: [sh], securityContext: {privileged: true}}\n";
+    let l = load(yaml);
+    let json_of = |i: usize, f: &dyn Fn(&mut Security)| {
+        let c = &l.pod.spec.as_ref().unwrap().containers[i];
+        let mut sec = effective_security(&l.pod, c).unwrap();
+        f(&mut sec);
+        let b = build_with(&l, &image(serde_json::json!({})), &fx, &sandbox(), sec, i).unwrap();
+        serde_json::to_value(&b.spec).unwrap()
+    };
+    let j = json_of(0, &|s| {
+        s.oom_score_adj = Some(-997);
+        s.rootfs_propagation = Some("rslave".into());
+    });
+    assert_eq!(j["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+    assert_eq!(j["process"]["oomScoreAdj"], -997);
+    assert_eq!(j["linux"]["rootfsPropagation"], "rslave");
+    assert!(
+        json_of(1, &|_| {})["linux"].get("seccomp").is_none(),
+        "container's Unconfined wins"
+    );
+    assert!(
+        json_of(2, &|_| {})["linux"].get("seccomp").is_none(),
+        "privileged is never confined"
+    );
+    // a Localhost profile must be read first
+    let mut sec = effective_security(&l.pod, &l.pod.spec.as_ref().unwrap().containers[0]).unwrap();
+    sec.seccomp = Seccomp::Localhost("p.json".into());
+    assert!(resolve_seccomp(&mut sec, fx.rootfs.as_path())
+        .unwrap_err()
+        .contains("cannot load seccomp profile"));
 }

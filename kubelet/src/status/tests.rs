@@ -33,6 +33,7 @@ fn exited(code: i32, at: &str) -> Terminated {
         finished_at: ts(at),
         message: None,
         container_id: None,
+        status_unknown: false,
     }
 }
 

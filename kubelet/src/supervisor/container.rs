@@ -24,6 +24,8 @@ use crate::status::{Terminated, Waiting};
 pub struct Live {
     pub id: String,
     pub pid: i32,
+    /// The init's start time (with the pid, names it across supervisors).
+    pub start_ticks: u64,
     pub pidfd: OwnedFd,
     pub pump: Option<JoinHandle<Result<LogWriter, PumpError>>>,
     pub log: PathBuf,
@@ -53,6 +55,10 @@ pub struct StartInputs<'a> {
     pub id: String,
     /// The restart count this instance runs as (names its log file).
     pub restart: u32,
+    pub volumes: &'a crate::volumes::PodVolumes,
+    pub oom_score_adj: i32,
+    /// Where Localhost seccomp profiles are.
+    pub seccomp_dir: &'a Path,
 }
 
 /// The cgroup of a pod; its containers are under it.
@@ -101,8 +107,22 @@ fn make(i: &StartInputs<'_>, cdir: &Path, bundle: &Path) -> Result<Live, Waiting
         termination_log: termination_log.clone(),
         ..i.pod_files.clone()
     };
-    let security = spec::effective_security(i.pod, i.container)
-        .map_err(|e| Waiting::CreateContainerConfigError(e.to_string()))?;
+    let config_err = |e: String| Waiting::CreateContainerConfigError(e);
+    let mut security =
+        spec::effective_security(i.pod, i.container).map_err(|e| config_err(e.to_string()))?;
+    spec::resolve_seccomp(&mut security, i.seccomp_dir).map_err(create_err)?;
+    let env = spec::container_env(i.pod, i.container, &i.objects, i.facts, i.node)
+        .map_err(|e| config_err(e.to_string()))?;
+    let mounts = i
+        .volumes
+        .container_mounts(i.container, &env)
+        .map_err(|e| match e {
+            crate::volumes::MountError::Config(m) => config_err(m),
+            crate::volumes::MountError::Create(m) => create_err(m),
+        })?;
+    security.mounts = mounts.mounts;
+    security.rootfs_propagation = mounts.rootfs_propagation;
+    security.oom_score_adj = Some(i.oom_score_adj);
     let uid = i.pod.metadata.uid.as_deref().unwrap_or_default();
     let built = spec::build(&ContainerInput {
         pod: i.pod,
@@ -119,7 +139,9 @@ fn make(i: &StartInputs<'_>, cdir: &Path, bundle: &Path) -> Result<Live, Waiting
         security,
     })
     .map_err(|e| match e {
-        spec::SpecError::Io { .. } | spec::SpecError::Oci(_) => create_err(e.to_string()),
+        spec::SpecError::Io { .. } | spec::SpecError::Oci(_) | spec::SpecError::Seccomp(_) => {
+            create_err(e.to_string())
+        }
         _ => Waiting::CreateContainerConfigError(e.to_string()),
     })?;
     oci_runtime::write_bundle(bundle, &built.spec, &rootfs)
@@ -200,6 +222,7 @@ fn make(i: &StartInputs<'_>, cdir: &Path, bundle: &Path) -> Result<Live, Waiting
     Ok(Live {
         id: i.id.clone(),
         pid: created.pid,
+        start_ticks: crate::exits::start_ticks(created.pid).unwrap_or(0),
         pidfd: created.pidfd,
         pump,
         log,
@@ -221,11 +244,23 @@ pub fn collect(
     store: &Store,
     dirs: &PodDirs,
 ) -> Option<Terminated> {
+    let mut unknown = false;
     let exit = match oci_runtime::try_reap(&live.pidfd) {
         Ok(Some(e)) => e,
         Ok(None) => return None,
-        // not our child any more (reaped elsewhere): it has ended all the same
-        Err(_) => Exit::Signal(libc::SIGKILL),
+        // not our child (adopted from a supervisor that died): the zombie,
+        // the pidfd or the agent's exit file tell, else nobody can
+        Err(_) => {
+            let exits = crate::exits::dir_of(dirs);
+            let wait = std::time::Duration::from_secs(1);
+            match crate::exits::status_of(&live.pidfd, live.pid, live.start_ticks, &exits, wait) {
+                Some(e) => e,
+                None => {
+                    unknown = true;
+                    Exit::Signal(libc::SIGKILL)
+                }
+            }
+        }
     };
     let finished_at = Timestamp::now();
     let oom_killed = runtime
@@ -256,8 +291,13 @@ pub fn collect(
         oom_killed,
         started_at: Some(live.started_at),
         finished_at,
-        message: (!message.is_empty()).then_some(message),
+        message: if unknown {
+            Some(crate::exits::UNKNOWN_MESSAGE.into())
+        } else {
+            (!message.is_empty()).then_some(message)
+        },
         container_id: Some(format!("krun://{}", live.id)),
+        status_unknown: unknown,
     })
 }
 

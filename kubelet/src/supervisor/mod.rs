@@ -9,8 +9,13 @@
 //! It never forks: containers are made by running the OCI runtime, the
 //! log pumps and image pulls run on threads.
 
+pub mod adopt;
 pub(crate) mod container;
 pub mod control;
+mod health;
+mod lean;
+mod podsetup;
+mod stuck;
 
 use std::fs::File;
 use std::io::Write;
@@ -141,11 +146,17 @@ struct Slot {
     retry_at: Option<Timestamp>,
     /// The CrashLoopBackOff already reported for this slot.
     backoff_until: Option<Timestamp>,
+    /// Probes, hooks and the stop of the live instance.
+    health: health::Health,
 }
 
 struct Deletion {
     deadline: Instant,
+    /// A delete with no grace period: no preStop, SIGKILL at once.
+    forced: bool,
     waiters: Vec<UnixStream>,
+    /// When the deletion was asked for (the pod's deletionTimestamp).
+    since: Timestamp,
 }
 
 struct Supervisor {
@@ -174,6 +185,10 @@ struct Supervisor {
     pull_opts: Option<PullOptions>,
     /// PID 1 of the pod's shared PID namespace (shareProcessNamespace).
     pause: Option<Pause>,
+    /// Probe and hook handlers in flight.
+    jobs: health::Jobs,
+    /// The pod cgroup and volumes.
+    setup: podsetup::PodSetup,
 }
 
 fn node_facts(name: &str) -> NodeFacts {
@@ -195,6 +210,7 @@ fn node_facts(name: &str) -> NodeFacts {
 
 /// Runs the supervisor of pod `uid` until the pod is deleted.
 pub fn run(paths: NodePaths, uid: &str) -> Result<(), SupervisorError> {
+    lean::one_arena();
     // Before any thread: the signal mask is inherited by every thread.
     let mut sigfd = control::signals().map_err(|e| SupervisorError::Sys {
         step: "block termination signals",
@@ -209,11 +225,14 @@ pub fn run(paths: NodePaths, uid: &str) -> Result<(), SupervisorError> {
         podstate::load_desired(&pod_file)?.ok_or_else(|| SupervisorError::NoPod(uid.into()))?;
     let dirs = PodDirs::new(&node.paths, &desired.pod)?;
     crate::node::private_dir(&dirs.run).map_err(sys("create the supervisor directory"))?;
+    // one supervisor per pod: a re-spawned one waits for no other
+    let _lock = adopt::lock(&dirs).map_err(sys("take the supervisor lock"))?;
     std::fs::write(dirs.pid_file(), format!("{}\n", std::process::id()))
         .map_err(sys("write the supervisor pid file"))?;
     let listener = control::listen(&dirs.socket()).map_err(sys("bind the control socket"))?;
     let network = node.network()?;
     let store = Store::under(&node.paths.root)?;
+    let jobs = health::Jobs::new().map_err(sys("create the probe eventfd"))?;
     let now = Timestamp::now();
     let spec = desired.pod.spec.clone().unwrap_or_default();
     let mut slots = Vec::new();
@@ -251,28 +270,40 @@ pub fn run(paths: NodePaths, uid: &str) -> Result<(), SupervisorError> {
         tokio: None,
         pull_opts: None,
         pause: None,
+        jobs,
+        setup: Default::default(),
         node,
         desired,
     };
-    let pod = &sup.desired.pod;
-    sup.events.push(Event::scheduled(
-        now,
-        pod.metadata.namespace.as_deref().unwrap_or("default"),
-        pod.metadata.name.as_deref().unwrap_or_default(),
-        &sup.node.name,
-    ));
+    // a supervisor that died left its pod: take it over as it is
+    if !adopt::restore(&mut sup) {
+        let pod = &sup.desired.pod;
+        sup.events.push(Event::scheduled(
+            now,
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            &sup.node.name,
+        ));
+    }
 
     loop {
         sup.step();
         sup.publish();
-        if sup.deleting.is_some() && sup.slots.iter().all(|s| s.live.is_none()) {
+        if sup.deleting.is_some()
+            && (sup.slots.iter().all(|s| s.live.is_none()) || stuck::gave_up(&sup))
+        {
             break;
         }
         let timeout = sup.next_wake();
+        if timeout >= Duration::from_secs(1) {
+            lean::trim();
+        }
         let (sig_ready, sock_ready, exited) = {
             let mut w = control::Wait::new();
             let sig_i = w.add(&sigfd);
             let sock_i = w.add(&listener);
+            // probe and hook results are collected every round
+            w.add(&sup.jobs.runner);
             let live: Vec<(usize, usize)> = sup
                 .slots
                 .iter()
@@ -305,15 +336,31 @@ pub fn run(paths: NodePaths, uid: &str) -> Result<(), SupervisorError> {
         for k in exited {
             sup.collect(k);
         }
-        reap_orphans(&sup.slots);
+        sup.job_results();
+        reap_orphans(&sup.slots, &sup.jobs.runner.children());
     }
-    let waiters = sup.deleting.take().map(|d| d.waiters).unwrap_or_default();
-    let leftovers = sup.remove_all();
-    drop(listener);
-    let reply = DeleteReply { leftovers };
+    sup.jobs.runner.cancel_all();
+    let waiters = sup
+        .deleting
+        .as_mut()
+        .map(|d| std::mem::take(&mut d.waiters))
+        .unwrap_or_default();
+    let mut leftovers = sup.remove_all();
+    leftovers.extend(stuck::survivors(&sup));
+    if !leftovers.is_empty() {
+        stuck::note(&mut sup, &leftovers, None);
+    }
+    let reply = DeleteReply {
+        leftovers: leftovers.clone(),
+    };
     for w in waiters {
         control::reply(w, &reply);
     }
+    if !leftovers.is_empty() {
+        // the pod stays (Terminating) until what is left is gone
+        stuck::retry(&mut sup, &listener, &mut sigfd, leftovers);
+    }
+    drop(listener);
     Ok(())
 }
 
@@ -326,31 +373,21 @@ fn new_slot(target: Target, c: &Container, waiting: Waiting) -> Slot {
         live: None,
         retry_at: None,
         backoff_until: None,
+        health: health::Health::default(),
     }
 }
 
 /// Reaps exited children that are not container inits (those are
-/// collected through their pidfds, with their status).
-fn reap_orphans(slots: &[Slot]) {
+/// collected through their pidfds, with their status) nor `runtime exec`
+/// children of probes and hooks (their workers reap them).
+fn reap_orphans(slots: &[Slot], exec_children: &[i32]) {
     let inits: Vec<i32> = slots
         .iter()
         .filter_map(|s| s.live.as_ref().map(|l| l.pid))
+        .chain(exec_children.iter().copied())
         .collect();
-    loop {
-        // SAFETY: siginfo_t is plain data; zeroed is valid.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: waitid peeks (WNOWAIT) at any exited child.
-        let rc = unsafe {
-            libc::waitid(
-                libc::P_ALL,
-                0,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        // SAFETY: si_pid is set by a successful waitid (0 when none).
-        let pid = unsafe { info.si_pid() };
-        if rc != 0 || pid == 0 || inits.contains(&pid) {
+    while let Some(pid) = crate::exits::exited_child() {
+        if inits.contains(&pid) {
             return;
         }
         // SAFETY: reaps that one child, which has exited.
@@ -393,9 +430,14 @@ impl Supervisor {
         let now = Timestamp::now();
         if self.deleting.is_some() {
             self.step_delete();
+            self.step_probes();
+            self.step_stops();
             return;
         }
         if self.completed {
+            return;
+        }
+        if !self.ensure_pod_setup() {
             return;
         }
         if self.sandbox.is_none() {
@@ -449,10 +491,18 @@ impl Supervisor {
             }
         }
         for t in &plan.start {
+            // a postStart hook holds the next starts back, as the
+            // kubelet's sequential starts do
+            if self.slots.iter().any(|s| s.health.post_start.is_some()) {
+                break;
+            }
             if let Some(k) = self.slot_index(*t) {
                 self.start_slot(k);
             }
         }
+        self.stop_in_order(&plan.stop);
+        self.step_probes();
+        self.step_stops();
         if plan.finished && self.slots.iter().all(|s| s.live.is_none()) {
             // Succeeded or Failed for good: the sandbox goes, the record stays.
             self.stop_pause();
@@ -657,9 +707,14 @@ impl Supervisor {
         if self.slots[k].live.is_some() || self.slots[k].retry_at.is_some_and(|t| t > now) {
             return;
         }
-        let (Some(sb), Some(files)) = (self.sandbox.clone(), self.pod_files.clone()) else {
+        let (Some(sb), Some(files), Some(volumes)) = (
+            self.sandbox.clone(),
+            self.pod_files.clone(),
+            self.setup.volumes.clone(),
+        ) else {
             return;
         };
+        let oom_score_adj = self.oom_score_adj(k);
         let image = match self.ensure_image(k) {
             Ok(rec) => rec,
             Err(w) => {
@@ -702,6 +757,9 @@ impl Supervisor {
                 },
                 id,
                 restart: restart.max(0) as u32,
+                volumes: &volumes,
+                oom_score_adj,
+                seccomp_dir: &self.node.paths.seccomp_dir(),
             };
             container::start(&inputs)
         };
@@ -723,7 +781,9 @@ impl Supervisor {
                 s.record.started = true;
                 s.retry_at = None;
                 s.live = Some(live);
+                adopt::save_instance(&self.dirs, &self.slots[k]);
                 self.retry_backoff.reset(&format!("create/{name}"));
+                self.instance_started(k);
             }
             Err(w) => {
                 let done = Timestamp::now();
@@ -765,6 +825,7 @@ impl Supervisor {
         s.record.state = State::Terminated(t);
         s.record.ready = false;
         s.record.started = false;
+        self.instance_ended(k);
     }
 
     fn begin_delete(&mut self, grace: Option<i64>, waiter: Option<UnixStream>) {
@@ -781,32 +842,49 @@ impl Supervisor {
             Some(d) => {
                 // A later delete may shorten the grace period, never lengthen it.
                 d.deadline = d.deadline.min(deadline);
+                d.forced |= secs == 0;
                 d.waiters.extend(waiter);
             }
             None => {
                 self.deleting = Some(Deletion {
                     deadline,
+                    forced: secs == 0,
                     waiters: waiter.into_iter().collect(),
+                    since: Timestamp::now(),
                 });
+                // as the kubelet: no liveness or startup kills while the
+                // pod terminates; readiness goes on
+                for s in &mut self.slots {
+                    if let Some(p) = s.health.probes.as_mut() {
+                        p.hold();
+                    }
+                }
             }
+        }
+        if let Some(d) = &self.deleting {
+            adopt::save_deadline(
+                &self.dirs,
+                d.deadline.saturating_duration_since(Instant::now()),
+            );
         }
     }
 
-    /// Deleting: main containers get their stop signal together, then
-    /// sidecars one at a time in reverse order, then any init container;
-    /// past the deadline everything left gets SIGKILL.
+    /// Deleting: main containers are stopped together (preStop, stop
+    /// signal), then sidecars one at a time in reverse order, then any
+    /// init container; past the deadline everything left gets SIGKILL.
     fn step_delete(&mut self) {
-        let Some(deadline) = self.deleting.as_ref().map(|d| d.deadline) else {
+        let Some((deadline, forced)) = self.deleting.as_ref().map(|d| (d.deadline, d.forced))
+        else {
             return;
         };
-        let now = Timestamp::now();
+        let now = Instant::now();
         let is_sidecar = |s: &Slot| s.container.restart_policy.as_deref() == Some("Always");
         let main: Vec<usize> = (0..self.slots.len())
             .filter(|&k| {
                 matches!(self.slots[k].target, Target::Main(_)) && self.slots[k].live.is_some()
             })
             .collect();
-        let to_signal: Vec<usize> = if !main.is_empty() {
+        let mut to_stop: Vec<usize> = if !main.is_empty() {
             main
         } else if let Some(k) = (0..self.slots.len())
             .rev()
@@ -818,23 +896,25 @@ impl Supervisor {
                 .filter(|&k| self.slots[k].live.is_some())
                 .collect()
         };
-        for k in to_signal {
-            let name = self.slots[k].container.name.clone();
-            let Some(live) = self.slots[k].live.as_mut() else {
-                continue;
-            };
-            if !live.signaled {
-                live.signaled = true;
-                let _ = self.node.runtime.kill(&live.id, live.stop_signal, false);
-                self.events.push(Event::killing(now, &name));
-            }
+        if now >= deadline {
+            // out of time: whatever still waits its turn goes now
+            to_stop = (0..self.slots.len())
+                .filter(|&k| self.slots[k].live.is_some())
+                .collect();
         }
-        if Instant::now() >= deadline {
-            for s in &mut self.slots {
-                if let Some(live) = s.live.as_mut().filter(|l| !l.killed) {
-                    live.killed = true;
-                    let _ = self.node.runtime.kill(&live.id, libc::SIGKILL, true);
-                }
+        for k in to_stop {
+            if self.slots[k].health.stop.is_some() {
+                continue;
+            }
+            // none left at the deadline: no preStop, SIGKILL at once
+            let left = deadline.saturating_duration_since(now);
+            let name = self.slots[k].container.name.clone();
+            self.begin_stop(k, left, forced, format!("Stopping container {name}"));
+        }
+        for s in &mut self.slots {
+            if let (Some(_), Some(stop)) = (&s.live, s.health.stop.as_mut()) {
+                stop.deadline = stop.deadline.min(deadline);
+                stop.forced |= forced;
             }
         }
     }
@@ -856,9 +936,20 @@ impl Supervisor {
             }
         }
         consider(self.sandbox_retry.filter(|_| self.sandbox.is_none()));
+        consider(self.setup.retry_at);
         let mut d = wake.map_or(Duration::from_secs(3600), |w| backoff::elapsed(now, w));
+        if let Some(t) = self.health_wake() {
+            d = d.min(t.saturating_duration_since(Instant::now()));
+        }
         if let Some(del) = &self.deleting {
-            d = d.min(del.deadline.saturating_duration_since(Instant::now()));
+            // the grace period's end, then when waiting for SIGKILL ends
+            let now = Instant::now();
+            let at = if now < del.deadline {
+                del.deadline
+            } else {
+                del.deadline + stuck::KILL_WAIT
+            };
+            d = d.min(at.saturating_duration_since(now));
         }
         // never a busy loop, never later than asked
         d.max(Duration::from_millis(1))
@@ -868,8 +959,8 @@ impl Supervisor {
     /// something to say.
     fn publish(&mut self) {
         let now = Timestamp::now();
-        let init = self.records(true);
-        let main = self.records(false);
+        let init = self.shown_records(true);
+        let main = self.shown_records(false);
         let facts = status::PodFacts {
             pod_ip: self.pod_ip.clone(),
             host_ip: Some(Node::host_ip(&self.network)),
@@ -885,10 +976,14 @@ impl Supervisor {
             self.last_status.as_ref(),
             now,
         );
-        if let Some(r) = ready_report(&st) {
-            self.report(r);
-        }
+        let report = ready_report(&st);
         let mut pod = self.pod().clone();
+        if let Some(d) = &self.deleting {
+            // as the API server marks a pod being deleted: Terminating
+            pod.metadata.deletion_timestamp = Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(d.since),
+            );
+        }
         pod.status = Some(st.clone());
         self.last_status = Some(st);
         let slot_state = |s: &Slot| SlotState {
@@ -920,6 +1015,10 @@ impl Supervisor {
         };
         if let Err(e) = podstate::save_status(&self.dirs, &file) {
             eprintln!("krun supervisor {}: {e}", self.uid());
+        }
+        // after the status is written: what `apply -d` says, `get` shows
+        if let Some(r) = report {
+            self.report(r);
         }
     }
 

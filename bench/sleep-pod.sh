@@ -1,0 +1,17 @@
+# Sourced by the pod benchmarks: sleep_pod NAME IMAGE prints the manifest of
+# a one-container pod running `sleep 3600` (grace period 1 s), the pod both
+# krun and podman start in bench/pod-start.sh and bench/density.sh.
+sleep_pod() {
+  cat <<Y
+apiVersion: v1
+kind: Pod
+metadata:
+  name: $1
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: $2
+    command: ["sleep", "3600"]
+Y
+}
