@@ -456,7 +456,10 @@ impl Store {
             reason: e.to_string(),
         })?;
         let tmp = self.tmp_path(&format!("lease-{id}-{}", std::process::id()));
-        write_synced(&tmp, &data)?;
+        // Not synced: a lease protects the layers of a live container, and
+        // no container outlives a power loss (the rename keeps it whole
+        // against crashes and concurrent prunes).
+        write_file(&tmp, &data)?;
         fs::rename(&tmp, &dst).ctx("committing lease", &dst)
     }
 
@@ -568,7 +571,7 @@ fn dir_size(p: &Path) -> u64 {
     total
 }
 
-fn write_synced(p: &Path, data: &[u8]) -> Result<()> {
+fn write_file(p: &Path, data: &[u8]) -> Result<File> {
     let mut f = OpenOptions::new()
         .create(true)
         .truncate(true)
@@ -577,7 +580,13 @@ fn write_synced(p: &Path, data: &[u8]) -> Result<()> {
         .open(p)
         .ctx("creating temp file", p)?;
     f.write_all(data).ctx("writing temp file", p)?;
-    f.sync_all().ctx("syncing temp file", p)
+    Ok(f)
+}
+
+fn write_synced(p: &Path, data: &[u8]) -> Result<()> {
+    write_file(p, data)?
+        .sync_all()
+        .ctx("syncing temp file", p)
 }
 
 fn sync_dir(p: &Path) -> Result<()> {

@@ -7,7 +7,7 @@
 use crate::cidr::Ipv4Net;
 use crate::config::{NetworkConfig, Paths};
 use crate::error::Error;
-use crate::fsutil::{remove_if_exists, write_atomic};
+use crate::fsutil::{remove_if_exists, write_atomic, Durability};
 use crate::network::{AttachRequest, Attachment, Network, RouteSpec};
 use crate::nft::PortMapping;
 use serde::Deserialize;
@@ -348,7 +348,7 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<Value>, CniError> {
             let result = result_json(&att, &conf.cni_version);
             let data = serde_json::to_vec(&result)
                 .map_err(|e| CniError::new(ERR_PLUGIN, "encode result", e))?;
-            write_atomic(&cache_path(&net, id, ifname), &data)
+            write_atomic(&cache_path(&net, id, ifname), &data, Durability::Volatile)
                 .map_err(plugin_err("cache result"))?;
             Ok(Some(result))
         }

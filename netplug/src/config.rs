@@ -3,7 +3,7 @@
 //! published as a flannel-style subnet.env.
 use crate::cidr::Ipv4Net;
 use crate::error::{Error, Result};
-use crate::fsutil::write_atomic;
+use crate::fsutil::{write_atomic, Durability};
 use crate::lease::{LocalFileLease, SubnetLease};
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
@@ -129,7 +129,7 @@ impl NetworkConfig {
         let mut data =
             serde_json::to_vec_pretty(self).map_err(|e| Error::invalid("network config", e))?;
         data.push(b'\n');
-        write_atomic(&paths.config_file(), &data)?;
+        write_atomic(&paths.config_file(), &data, Durability::Durable)?;
         self.publish_subnet_env(&paths.subnet_env())
     }
 
@@ -144,7 +144,7 @@ impl NetworkConfig {
             self.mtu,
             self.ip_masq
         );
-        write_atomic(path, text.as_bytes())
+        write_atomic(path, text.as_bytes(), Durability::Durable)
     }
 
     /// The bridge's address and every pod's default gateway: the subnet's .1.

@@ -5,9 +5,22 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-/// Writes `data` to `path` through a temp file, fsync and rename, so readers
+/// How much a write must survive.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// The node's configuration: fsynced before the rename, so a power loss
+    /// leaves the old file or the new one.
+    Durable,
+    /// Records of kernel objects (veths, addresses in a netns, the CNI
+    /// cache) that a reboot removes anyway: atomic against crashed
+    /// processes and concurrent readers, not synced (a pod start pays no
+    /// disk flush for them).
+    Volatile,
+}
+
+/// Writes `data` to `path` through a temp file and a rename, so readers
 /// never see half a file.
-pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8], durability: Durability) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
     let tmp = dir.join(format!(
@@ -26,7 +39,9 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         .open(&tmp)
         .map_err(Error::io("create temp file", &tmp))?;
     f.write_all(data).map_err(Error::io("write", &tmp))?;
-    f.sync_all().map_err(Error::io("fsync", &tmp))?;
+    if durability == Durability::Durable {
+        f.sync_all().map_err(Error::io("fsync", &tmp))?;
+    }
     std::fs::rename(&tmp, path).map_err(Error::io("rename into place", path))
 }
 

@@ -3,7 +3,7 @@
 //! separate processes never hand out one address twice.
 use crate::cidr::Ipv4Net;
 use crate::error::{Error, Result};
-use crate::fsutil::{remove_if_exists, write_atomic, FileLock};
+use crate::fsutil::{remove_if_exists, write_atomic, Durability, FileLock};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -91,11 +91,18 @@ impl Ipam {
                 Err(e) => return Err(Error::io("create address lease", &path)(e)),
             };
             let data = serde_json::to_vec(owner).map_err(|e| Error::invalid("lease owner", e))?;
-            if let Err(e) = f.write_all(&data).and_then(|_| f.sync_all()) {
+            // Not synced: a lease outlives its process under the lock, and
+            // after a reboot every pod's netns is gone, so its leases are
+            // reclaimed anyway (as host-local's files are not synced either).
+            if let Err(e) = f.write_all(&data) {
                 let _ = std::fs::remove_file(&path);
                 return Err(Error::io("write address lease", &path)(e));
             }
-            write_atomic(&self.dir.join(LAST), ip.to_string().as_bytes())?;
+            write_atomic(
+                &self.dir.join(LAST),
+                ip.to_string().as_bytes(),
+                Durability::Volatile,
+            )?;
             return Ok(ip);
         }
         Err(Error::Exhausted {

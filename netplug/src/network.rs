@@ -5,7 +5,7 @@ use crate::cidr::Ipv4Net;
 use crate::config::{validate_ifname, NetworkConfig, Paths};
 use crate::error::{Error, Result};
 use crate::firewall::Forward;
-use crate::fsutil::{remove_if_exists, write_atomic, FileLock};
+use crate::fsutil::{remove_if_exists, write_atomic, Durability, FileLock};
 use crate::ipam::{Ipam, Owner};
 use crate::nft::{Nft, PortMapping};
 use crate::nl::{format_mac, open_netns, Netlink};
@@ -311,7 +311,11 @@ impl Network {
         };
         let data =
             serde_json::to_vec_pretty(&att).map_err(|e| Error::invalid("attachment record", e))?;
-        write_atomic(&self.record_path(&req.id, &req.ifname), &data)?;
+        write_atomic(
+            &self.record_path(&req.id, &req.ifname),
+            &data,
+            Durability::Volatile,
+        )?;
         Ok(att)
     }
 
