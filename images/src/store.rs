@@ -584,9 +584,7 @@ fn write_file(p: &Path, data: &[u8]) -> Result<File> {
 }
 
 fn write_synced(p: &Path, data: &[u8]) -> Result<()> {
-    write_file(p, data)?
-        .sync_all()
-        .ctx("syncing temp file", p)
+    write_file(p, data)?.sync_all().ctx("syncing temp file", p)
 }
 
 fn sync_dir(p: &Path) -> Result<()> {
