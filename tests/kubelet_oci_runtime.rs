@@ -104,6 +104,8 @@ fn run_in_sandbox(runtime: PathBuf, tag: &str) {
         uid: uid.clone(),
     };
     let sb = sandbox::create(&run_root, &t.net, &pod).expect("sandbox");
+    // as the supervisor does before a start: the links are up
+    sb.network_ready().expect("pod network");
     let ip = sb.pod_ip().expect("pod ip");
 
     let rootfs = base.join("rootfs");
@@ -190,7 +192,7 @@ fn run_in_sandbox(runtime: PathBuf, tag: &str) {
         out.contains(&cidr),
         "no {cidr} in the container's ip addr: {out}"
     );
-    let mac = &sb.attachment.as_ref().unwrap().pod_mac;
+    let mac = &sb.attachment().unwrap().unwrap().pod_mac;
     assert!(
         out.contains(mac.as_str()),
         "not the sandbox's eth0 ({mac}): {out}"

@@ -90,7 +90,11 @@ fn kubelet_sandbox_namespaces_network_and_clean_teardown() {
     root.uids.push(uid.clone());
     let hp = t.port(1);
     let sb = sandbox::create(&root.dir, &t.net, &test_pod(&name, &uid, hp)).expect("create");
-    let att = sb.attachment.clone().expect("pod network attached");
+    let att = sb
+        .attachment()
+        .expect("pod network wired")
+        .cloned()
+        .expect("pod network attached");
     let ip = att.address.addr;
     assert!(t.net.cfg.subnet.contains(ip));
     assert_eq!(sb.pod_ip(), Some(ip));
@@ -188,7 +192,7 @@ fn kubelet_sandbox_host_namespaces_and_reported_leftovers() {
         (&sb.net, &sb.ipc, &sb.uts, &sb.pid),
         (&Ns::Host, &Ns::Host, &Ns::Host, &Ns::Host)
     );
-    assert!(sb.attachment.is_none());
+    assert!(sb.attachment().expect("no wiring to fail").is_none());
     assert_eq!(sb.spec_sandbox().shm, Some(PathBuf::from("/dev/shm")));
     assert!(!root.dir.join(&uid).join("ns").exists());
     assert!(t.net.attachments().unwrap().is_empty());

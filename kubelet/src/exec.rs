@@ -8,7 +8,7 @@ use std::io::{self, IoSliceMut, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
@@ -49,8 +49,8 @@ pub struct ExecRequest<'a> {
 
 /// Runs the command and returns its exit code (128 + signal when killed).
 pub fn exec(req: &ExecRequest<'_>) -> Result<i32> {
-    let mut cmd = Command::new(&req.runtime.binary);
-    cmd.arg("--root").arg(&req.runtime.root).arg("exec");
+    let mut cmd = req.runtime.command(None);
+    cmd.arg("exec");
     if !req.tty {
         cmd.arg(req.id)
             .arg("--")

@@ -17,9 +17,12 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use oci_spec::runtime::Spec;
@@ -169,12 +172,21 @@ impl Exit {
     }
 }
 
+fn is_elf(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok_and(|()| magic == *b"\x7fELF")
+}
+
 /// An OCI runtime binary and its state root.
 #[derive(Debug, Clone)]
 pub struct OciRuntime {
     pub binary: PathBuf,
     /// `--root`: where the runtime keeps container state.
     pub root: PathBuf,
+    /// The binary as a private read-only bind mount, made on first use.
+    readonly: Arc<OnceLock<Option<OwnedFd>>>,
 }
 
 impl OciRuntime {
@@ -182,6 +194,29 @@ impl OciRuntime {
         OciRuntime {
             binary: binary.into(),
             root: root.into(),
+            readonly: Arc::default(),
+        }
+    }
+
+    /// What to execute: the binary through a detached read-only bind mount
+    /// of it when the kernel makes one (CVE-2019-5736: a container process
+    /// that reaches /proc/<pid>/exe of the runtime cannot write through
+    /// it). A runtime that finds itself on a read-only mount, as
+    /// krun-runtime and runc do, then need not re-execute itself from a
+    /// sealed copy on every create and exec: one exec less per container.
+    fn program(&self) -> PathBuf {
+        let fd = self.readonly.get_or_init(|| {
+            // a bare name is looked up in PATH by the exec, not here; a
+            // script's interpreter could not open the (close-on-exec) fd
+            if !self.binary.is_absolute() || !is_elf(&self.binary) {
+                return None;
+            }
+            let path = std::ffi::CString::new(self.binary.as_os_str().as_bytes()).ok()?;
+            krun_runtime::sealed::readonly_bind(&path).ok()
+        });
+        match fd {
+            Some(fd) => PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+            None => self.binary.clone(),
         }
     }
 
@@ -192,8 +227,11 @@ impl OciRuntime {
             .unwrap_or_else(|| self.binary.display().to_string())
     }
 
-    fn command(&self, log: Option<&Path>) -> Command {
-        let mut cmd = Command::new(&self.binary);
+    /// The runtime's command line up to the subcommand: `--root`, and
+    /// `--log` in JSON when given.
+    pub fn command(&self, log: Option<&Path>) -> Command {
+        let mut cmd = Command::new(self.program());
+        cmd.arg0(&self.binary);
         cmd.arg("--root").arg(&self.root);
         if let Some(log) = log {
             cmd.arg("--log").arg(log).args(["--log-format", "json"]);
@@ -506,5 +544,35 @@ mod tests {
         let exit = wait_exit(&fd, Some(Duration::from_secs(10))).unwrap();
         assert_eq!(exit, Some(Exit::Signal(libc::SIGKILL)));
         assert_eq!(exit.unwrap().code(), 137);
+    }
+
+    /// The runtime runs from a read-only bind mount nothing can write
+    /// through; a script runtime (its interpreter must open the file) runs
+    /// from its path.
+    #[test]
+    fn an_elf_runtime_runs_from_a_read_only_mount() {
+        if !nix::unistd::geteuid().is_root() {
+            // open_tree needs CAP_SYS_ADMIN; CI runs as root
+            assert!(std::env::var_os("CI").is_none(), "needs root under CI");
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("rt");
+        fs::copy("/bin/true", &bin).unwrap();
+        let rt = OciRuntime::new(&bin, dir.path().join("root"));
+        let prog = rt.program();
+        assert!(prog.starts_with("/proc/self/fd/"), "{}", prog.display());
+        let err = OpenOptions::new().write(true).open(&prog).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+        assert!(rt.command(None).status().unwrap().success());
+
+        let script = dir.path().join("rt.sh");
+        fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        let rt = OciRuntime::new(&script, dir.path().join("root"));
+        assert_eq!(rt.program(), script);
+        assert!(rt.command(None).status().unwrap().success());
     }
 }

@@ -249,17 +249,20 @@ fn same_spec(a: &Pod, b: &Pod) -> bool {
 /// A pod that exists with another spec is refused (pods are immutable;
 /// delete it first), before any pod is started.
 pub fn apply(node: &Node, m: &Manifests) -> Result<Vec<Applied>> {
-    let known = podstate::list(&node.paths)?;
+    let known = podstate::admitted(&node.paths)?;
     let mut plan = Vec::new();
     for (pod, at) in &m.pods {
         let file = &at.file;
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let name = pod.metadata.name.as_deref().unwrap_or_default();
-        match known
-            .iter()
-            .find(|k| k.name() == name && k.namespace() == ns)
-        {
-            Some(k) if same_spec(&k.desired.pod, pod) => plan.push((pod, file, Some(k.clone()))),
+        let same_name = |d: &DesiredPod| {
+            let m = &d.pod.metadata;
+            m.name.as_deref() == Some(name) && m.namespace.as_deref().unwrap_or("default") == ns
+        };
+        match known.iter().find(|(d, _)| same_name(d)) {
+            Some((d, dirs)) if same_spec(&d.pod, pod) => {
+                plan.push((pod, file, Some((d.clone(), dirs.clone()))))
+            }
             Some(_) => {
                 return Err(PodsError::Conflict(format!(
                     "{file}: pod \"{name}\" in namespace \"{ns}\" already exists with a different spec (pods are immutable: delete it first)"
@@ -271,7 +274,7 @@ pub fn apply(node: &Node, m: &Manifests) -> Result<Vec<Applied>> {
     let mut out = Vec::new();
     for (pod, file, existing) in plan {
         if let Some(k) = existing {
-            out.push(Applied::Unchanged(Box::new(k)));
+            out.push(Applied::Unchanged(Box::new(podstate::with_status(k))));
             continue;
         }
         let mut pod = pod.clone();

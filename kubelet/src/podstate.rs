@@ -270,9 +270,15 @@ impl KnownPod {
     }
 }
 
-/// Every pod of the node, oldest first. Directories without a readable
-/// pod.json (a pod being removed) are skipped.
+/// Every pod of the node with its status, oldest first. Directories
+/// without a readable pod.json (a pod being removed) are skipped.
 pub fn list(paths: &NodePaths) -> Result<Vec<KnownPod>> {
+    Ok(admitted(paths)?.into_iter().map(with_status).collect())
+}
+
+/// Every pod of the node without its status (what admission compares
+/// against: it need not parse each pod's status), oldest first.
+pub fn admitted(paths: &NodePaths) -> Result<Vec<(DesiredPod, PodDirs)>> {
     let dir = paths.pods_dir();
     let entries = match fs::read_dir(&dir) {
         Ok(e) => e,
@@ -292,25 +298,36 @@ pub fn list(paths: &NodePaths) -> Result<Vec<KnownPod>> {
             continue;
         };
         let dirs = PodDirs::new(paths, &desired.pod)?;
-        let status = load_status(&dirs).unwrap_or(None);
-        pods.push(KnownPod {
-            desired,
-            dirs,
-            status,
-        });
+        pods.push((desired, dirs));
     }
-    pods.sort_by(|a, b| {
-        let t = |p: &KnownPod| p.desired.pod.metadata.creation_timestamp.clone();
-        t(a).map(|x| x.0)
-            .cmp(&t(b).map(|x| x.0))
-            .then_with(|| a.name().cmp(b.name()))
-    });
+    let key = |d: &DesiredPod| {
+        (
+            d.pod.metadata.creation_timestamp.clone().map(|t| t.0),
+            d.pod.metadata.name.clone(),
+        )
+    };
+    pods.sort_by_cached_key(|(d, _)| key(d));
     Ok(pods)
+}
+
+/// An admitted pod with the status its supervisor last wrote.
+pub fn with_status((desired, dirs): (DesiredPod, PodDirs)) -> KnownPod {
+    let status = load_status(&dirs).unwrap_or(None);
+    KnownPod {
+        desired,
+        dirs,
+        status,
+    }
 }
 
 /// The pod named `name` in `namespace`.
 pub fn find(paths: &NodePaths, namespace: &str, name: &str) -> Result<Option<KnownPod>> {
-    Ok(list(paths)?
+    Ok(admitted(paths)?
         .into_iter()
-        .find(|p| p.name() == name && p.namespace() == namespace))
+        .find(|(d, _)| {
+            let m = &d.pod.metadata;
+            m.name.as_deref() == Some(name)
+                && m.namespace.as_deref().unwrap_or("default") == namespace
+        })
+        .map(with_status))
 }

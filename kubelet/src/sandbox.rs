@@ -9,6 +9,11 @@
 //! caller may be multi-threaded) and the thread ends once the namespaces
 //! are bind-mounted; no process lives in them until a container joins.
 //!
+//! The attachment is made in two steps: the address first (the pod's
+//! /etc/hosts and env need it), then the links on a thread of their own
+//! ([`Wiring`]) while the first container is created; the container starts
+//! only once they are up.
+//!
 //! hostNetwork (which also means the host's UTS namespace, as in CRI),
 //! hostIPC and hostPID make no namespace of that kind.
 
@@ -17,9 +22,11 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
 
 use k8s_openapi::api::core::v1::Pod;
-use krun_netplug::{AttachRequest, Attachment, Network, PortMapping, Protocol};
+use krun_netplug::{AttachRequest, Attachment, Network, PortMapping, Protocol, Reserved};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 
@@ -110,8 +117,82 @@ pub struct PodSandbox {
     pub pid: Ns,
     /// The pod's shared /dev/shm (None with hostIPC: the host's is used).
     pub shm: Option<PathBuf>,
-    /// The pod network (None with hostNetwork).
-    pub attachment: Option<Attachment>,
+    /// The pod's address (None with hostNetwork).
+    pub ip: Option<Ipv4Addr>,
+    /// The pod network's links (None with hostNetwork).
+    pub wiring: Option<Arc<Wiring>>,
+}
+
+type Wired = std::result::Result<Attachment, String>;
+
+/// The links of a pod's network attachment, being made on a thread of
+/// their own or made.
+#[derive(Debug)]
+pub struct Wiring {
+    thread: Mutex<Option<JoinHandle<Wired>>>,
+    outcome: OnceLock<Wired>,
+}
+
+/// A sandbox dropped while its links are being made waits for them, so a
+/// teardown after it never races the wiring thread.
+impl Drop for Wiring {
+    fn drop(&mut self) {
+        let t = self.thread.get_mut().map(Option::take).unwrap_or_default();
+        if let Some(t) = t {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Wiring {
+    fn done(a: Attachment) -> Wiring {
+        Wiring {
+            thread: Mutex::new(None),
+            outcome: OnceLock::from(Ok(a)),
+        }
+    }
+
+    fn start(network: &Network, r: Reserved) -> Wiring {
+        let net = network.clone();
+        // the reservation comes back if no thread can be made: wire here
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("pod-network".into())
+            .spawn(move || match rx.recv() {
+                Ok(r) => net.wire(r).map_err(|e| e.to_string()),
+                Err(_) => Err("wiring the pod network: no reservation arrived".into()),
+            });
+        match spawned {
+            Ok(t) => {
+                let _ = tx.send(r);
+                Wiring {
+                    thread: Mutex::new(Some(t)),
+                    outcome: OnceLock::new(),
+                }
+            }
+            Err(_) => Wiring {
+                thread: Mutex::new(None),
+                outcome: OnceLock::from(network.wire(r).map_err(|e| e.to_string())),
+            },
+        }
+    }
+
+    /// Waits until the links are made; the attachment, or why it failed
+    /// (everything of it undone by then, the lease included).
+    pub fn wait(&self) -> std::result::Result<&Attachment, String> {
+        // held while joining: a second caller waits for the first
+        let mut thread = self.thread.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = thread.take() {
+            let r = t
+                .join()
+                .unwrap_or_else(|_| Err("wiring the pod network: the thread panicked".into()));
+            let _ = self.outcome.set(r);
+        }
+        match self.outcome.get() {
+            Some(r) => r.as_ref().map_err(Clone::clone),
+            None => Err("the pod network was not wired".into()),
+        }
+    }
 }
 
 impl PodSandbox {
@@ -131,7 +212,17 @@ impl PodSandbox {
 
     /// The pod's IP (status.podIP), None with hostNetwork.
     pub fn pod_ip(&self) -> Option<Ipv4Addr> {
-        self.attachment.as_ref().map(|a| a.address.addr)
+        self.ip
+    }
+
+    /// Waits for the pod network (see [`Wiring`]); why it failed.
+    pub fn network_ready(&self) -> std::result::Result<(), String> {
+        self.attachment().map(drop)
+    }
+
+    /// The pod's network attachment once wired (None with hostNetwork).
+    pub fn attachment(&self) -> std::result::Result<Option<&Attachment>, String> {
+        self.wiring.as_ref().map(|w| w.wait()).transpose()
     }
 }
 
@@ -268,8 +359,10 @@ pub fn create(run_root: &Path, network: &Network, pod: &Pod) -> Result<PodSandbo
         ports,
     );
     match made {
-        Ok((shm, attachment)) => {
+        Ok((shm, reserved)) => {
             let own = |host: bool, kind: Kind| own_ns(&dir, host, kind);
+            let ip = reserved.as_ref().map(Reserved::ip);
+            let wiring = reserved.map(|r| Arc::new(Wiring::start(network, r)));
             Ok(PodSandbox {
                 uid,
                 hostname,
@@ -278,7 +371,8 @@ pub fn create(run_root: &Path, network: &Network, pod: &Pod) -> Result<PodSandbo
                 uts: own(host_network, Kind::Uts),
                 pid: if host_pid { Ns::Host } else { Ns::New },
                 shm,
-                attachment,
+                ip,
+                wiring,
                 dir,
             })
         }
@@ -309,6 +403,7 @@ pub fn reopen(run_root: &Path, network: &Network, pod: &Pod) -> Result<Option<Po
     } else {
         network.attachment(&uid, POD_IFNAME)?
     };
+    let ip = attachment.as_ref().map(|a| a.address.addr);
     let own = |host: bool, kind: Kind| own_ns(&dir, host, kind);
     Ok(Some(PodSandbox {
         hostname: pod_hostname(pod)?,
@@ -317,7 +412,8 @@ pub fn reopen(run_root: &Path, network: &Network, pod: &Pod) -> Result<Option<Po
         uts: own(host_network, Kind::Uts),
         pid: if host_pid { Ns::Host } else { Ns::New },
         shm: (!host_ipc).then(|| dir.join("shm")),
-        attachment,
+        ip,
+        wiring: attachment.map(|a| Arc::new(Wiring::done(a))),
         uid,
         dir,
     }))
@@ -331,7 +427,7 @@ fn make(
     host_network: bool,
     host_ipc: bool,
     ports: Vec<PortMapping>,
-) -> Result<(Option<PathBuf>, Option<Attachment>)> {
+) -> Result<(Option<PathBuf>, Option<Reserved>)> {
     let kinds: Vec<Kind> = Kind::ALL
         .into_iter()
         .filter(|k| match k {
@@ -374,7 +470,7 @@ fn make(
         })?;
         Some(shm)
     };
-    let attachment = if host_network {
+    let reserved = if host_network {
         // the pod's address is the node's (the bridge gateway, status.hostIP):
         // it must be on the node even when no other pod brought the bridge up,
         // or probes of the pod would leave the node
@@ -383,9 +479,9 @@ fn make(
     } else {
         let mut req = AttachRequest::pod(uid, &ns_path(dir, Kind::Net));
         req.port_mappings = ports;
-        Some(network.attach(&req)?)
+        Some(network.reserve(&req)?)
     };
-    Ok((shm, attachment))
+    Ok((shm, reserved))
 }
 
 /// Unshares `kinds` on a thread of its own, names the new UTS namespace,

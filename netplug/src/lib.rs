@@ -21,5 +21,5 @@ pub use cidr::Ipv4Net;
 pub use config::{NetworkConfig, Paths};
 pub use error::{Error, Result};
 pub use lease::{LocalFileLease, SubnetLease};
-pub use network::{reset_node, AttachRequest, Attachment, Network, RouteSpec};
+pub use network::{reset_node, AttachRequest, Attachment, Network, Reserved, RouteSpec};
 pub use nft::{PortMapping, Protocol};

@@ -56,6 +56,20 @@ impl AttachRequest {
     }
 }
 
+/// An address held for a sandbox, not yet wired ([`Network::reserve`]).
+#[derive(Debug)]
+pub struct Reserved {
+    req: AttachRequest,
+    ns: std::fs::File,
+    ip: Ipv4Addr,
+}
+
+impl Reserved {
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+}
+
 /// What attach made, recorded so detach/check/gc can find it again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -110,6 +124,7 @@ fn write_sysctl(path: &str, value: &str) -> Result<()> {
     std::fs::write(path, value).map_err(Error::io("write sysctl", path))
 }
 
+#[derive(Clone, Debug)]
 pub struct Network {
     pub cfg: NetworkConfig,
     pub paths: Paths,
@@ -212,6 +227,16 @@ impl Network {
 
     /// Attaches a sandbox; on failure everything made so far is undone.
     pub fn attach(&self, req: &AttachRequest) -> Result<Attachment> {
+        let r = self.reserve(req)?;
+        self.wire(r)
+    }
+
+    /// The first half of [`Network::attach`]: the checks, the node network
+    /// and the sandbox's address. A caller that needs the address early
+    /// (a pod's /etc/hosts and env) can do other work while [`Network::wire`]
+    /// runs. A reservation dropped unwired keeps its lease until
+    /// [`Network::detach`] releases it.
+    pub fn reserve(&self, req: &AttachRequest) -> Result<Reserved> {
         validate_id(&req.id)?;
         validate_ifname("interface name", &req.ifname)?;
         let record = self.record_path(&req.id, &req.ifname);
@@ -234,8 +259,20 @@ impl Network {
             netns: req.netns.clone(),
         };
         let ip = self.ipam().allocate(&owner)?;
+        Ok(Reserved {
+            req: req.clone(),
+            ns,
+            ip,
+        })
+    }
+
+    /// The second half of [`Network::attach`]: the veth pair, the address
+    /// and routes in the sandbox, hostPorts and the record. On failure
+    /// everything made so far, the lease included, is undone.
+    pub fn wire(&self, r: Reserved) -> Result<Attachment> {
+        let Reserved { req, ns, ip } = r;
         let host_veth = host_veth_name(&req.id, &req.ifname);
-        let res = self.attach_links(req, &ns, ip, &host_veth);
+        let res = self.attach_links(&req, &ns, ip, &host_veth);
         if res.is_err() {
             let _ = self
                 .nft()
@@ -246,7 +283,7 @@ impl Network {
                 }
             }
             let _ = self.ipam().release(&req.id, &req.ifname);
-            let _ = remove_if_exists(&record);
+            let _ = remove_if_exists(&self.record_path(&req.id, &req.ifname));
         }
         res
     }

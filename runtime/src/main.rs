@@ -218,6 +218,10 @@ enum Cmd {
 pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     // SAFETY: setting a signal disposition before any thread exists.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    // Started through /proc/self/fd/N of a read-only bind mount (as the pod
+    // supervisor does), the kernel names the process "N": give ps the name.
+    // SAFETY: PR_SET_NAME copies at most 16 bytes from a C string.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"krun-runtime".as_ptr()) };
     real_main()
 }
 

@@ -38,8 +38,11 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-/// A detached, read-only bind mount of our own binary (open_tree + mount_setattr).
-fn readonly_self() -> nix::Result<OwnedFd> {
+/// A detached, read-only bind mount of the file at `path` (open_tree +
+/// mount_setattr): no path reaches it, and it goes with the last fd.
+/// A caller that runs the runtime through `/proc/self/fd/N` of it spares
+/// the runtime its re-execution ([`is_sealed`] holds from the start).
+pub fn readonly_bind(path: &std::ffi::CStr) -> nix::Result<OwnedFd> {
     const OPEN_TREE_CLONE: u32 = 1;
     const MOUNT_ATTR_RDONLY: u64 = 1;
     // SAFETY: path is a valid C string; flags are integers.
@@ -47,7 +50,7 @@ fn readonly_self() -> nix::Result<OwnedFd> {
         libc::syscall(
             libc::SYS_open_tree,
             libc::AT_FDCWD,
-            c"/proc/self/exe".as_ptr(),
+            path.as_ptr(),
             OPEN_TREE_CLONE | libc::O_CLOEXEC as u32,
         )
     };
@@ -85,7 +88,7 @@ pub fn ensure() -> Result<()> {
         return Ok(());
     }
     let (args, env) = argv_env()?;
-    if let Ok(tree) = readonly_self() {
+    if let Ok(tree) = readonly_bind(c"/proc/self/exe") {
         // Only returns on failure.
         let e = nix::unistd::execveat(&tree, c"", &args, &env, nix::fcntl::AtFlags::AT_EMPTY_PATH)
             .err()

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use super::timed::Limits;
@@ -71,12 +71,9 @@ pub fn spawn(
     let (read, write) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
     let write2 = write.try_clone()?;
-    let child = Command::new(&rt.binary)
-        .arg("--root")
-        .arg(&rt.root)
-        .arg("--log")
-        .arg(&log)
-        .args(["--log-format", "json", "exec", "--pid-file"])
+    let child = rt
+        .command(Some(&log))
+        .args(["exec", "--pid-file"])
         .arg(&pid_file)
         .arg(id)
         .arg("--")

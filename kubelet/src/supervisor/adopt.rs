@@ -210,7 +210,7 @@ fn restore_sandbox(sup: &mut Supervisor, prev: &StatusFile) {
     };
     let spec = pod.spec.clone().unwrap_or_default();
     let host_network = spec.host_network == Some(true);
-    if !host_network && sb.attachment.is_none() {
+    if !host_network && sb.ip.is_none() {
         // made only half: make it again
         let _ = sandbox::teardown(&sup.node.paths.sandbox_root(), &sup.network, &sup.dirs.uid);
         return;

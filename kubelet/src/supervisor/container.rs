@@ -47,6 +47,8 @@ pub struct StartInputs<'a> {
     pub dirs: &'a PodDirs,
     pub runtime: &'a OciRuntime,
     pub sandbox: &'a Sandbox,
+    /// Waits for the pod network: the container starts only once it is up.
+    pub network_ready: &'a dyn Fn() -> Result<(), String>,
     pub pod_files: &'a PodFiles,
     pub facts: &'a PodFacts,
     pub node: &'a NodeFacts,
@@ -211,13 +213,16 @@ fn make(i: &StartInputs<'_>, cdir: &Path, bundle: &Path) -> Result<Live, Waiting
             }
         }
     }
-    if let Err(e) = i.runtime.start(&i.id) {
+    let st = (i.network_ready)()
+        .map_err(|e| format!("the pod network: {e}"))
+        .and_then(|()| i.runtime.start(&i.id).map_err(|e| e.to_string()));
+    if let Err(e) = st {
         let _ = i.runtime.delete(&i.id, true);
         let _ = oci_runtime::wait_exit(&created.pidfd, Some(std::time::Duration::from_secs(5)));
         if let Some(p) = pump {
             let _ = p.join();
         }
-        return Err(create_err(e.to_string()));
+        return Err(create_err(e));
     }
     Ok(Live {
         id: i.id.clone(),

@@ -445,18 +445,7 @@ impl Supervisor {
                 return;
             }
             if let Err(e) = self.make_sandbox() {
-                self.events.push(Event {
-                    time: now,
-                    type_: crate::events::EventType::Warning,
-                    reason: "FailedCreatePodSandBox".into(),
-                    from: "kubelet".into(),
-                    message: format!("Failed to create pod sandbox: {e}"),
-                });
-                self.report(ReadyReport {
-                    ok: false,
-                    message: format!("creating the pod sandbox: {e}"),
-                });
-                self.sandbox_retry = Some(backoff::after(now, Duration::from_secs(10)));
+                self.sandbox_failed(now, &e);
                 return;
             }
         }
@@ -506,10 +495,35 @@ impl Supervisor {
         if plan.finished && self.slots.iter().all(|s| s.live.is_none()) {
             // Succeeded or Failed for good: the sandbox goes, the record stays.
             self.stop_pause();
-            let _ = sandbox::teardown(&self.node.paths.sandbox_root(), &self.network, self.uid());
-            self.sandbox = None;
+            self.remove_sandbox(None);
             self.completed = true;
         }
+    }
+
+    /// The sandbox could not be made (or its network not wired): an
+    /// event, the report to `apply -d`, another try in 10 s.
+    fn sandbox_failed(&mut self, now: Timestamp, e: &str) {
+        self.events.push(Event {
+            time: now,
+            type_: crate::events::EventType::Warning,
+            reason: "FailedCreatePodSandBox".into(),
+            from: "kubelet".into(),
+            message: format!("Failed to create pod sandbox: {e}"),
+        });
+        self.report(ReadyReport {
+            ok: false,
+            message: format!("creating the pod sandbox: {e}"),
+        });
+        self.sandbox_retry = Some(backoff::after(now, Duration::from_secs(10)));
+    }
+
+    /// Removes the sandbox; links still being wired are waited for first.
+    fn remove_sandbox(&mut self, sb: Option<PodSandbox>) {
+        if let Some(sb) = sb.or_else(|| self.sandbox.take()) {
+            let _ = sb.network_ready();
+        }
+        self.sandbox = None;
+        let _ = sandbox::teardown(&self.node.paths.sandbox_root(), &self.network, self.uid());
     }
 
     fn make_sandbox(&mut self) -> Result<(), String> {
@@ -521,11 +535,7 @@ impl Supervisor {
             match self.start_pause() {
                 Ok(ns) => sb.pid = crate::spec::Ns::Join(ns),
                 Err(e) => {
-                    let _ = sandbox::teardown(
-                        &self.node.paths.sandbox_root(),
-                        &self.network,
-                        self.uid(),
-                    );
+                    self.remove_sandbox(Some(sb));
                     return Err(e);
                 }
             }
@@ -534,8 +544,7 @@ impl Supervisor {
         let files = match self.write_pod_files(&sb, ip.as_deref()) {
             Ok(f) => f,
             Err(e) => {
-                let _ =
-                    sandbox::teardown(&self.node.paths.sandbox_root(), &self.network, self.uid());
+                self.remove_sandbox(Some(sb));
                 return Err(e);
             }
         };
@@ -748,6 +757,7 @@ impl Supervisor {
                 dirs: &self.dirs,
                 runtime: &self.node.runtime,
                 sandbox: &sandbox,
+                network_ready: &|| sb.network_ready(),
                 pod_files: &files,
                 facts: &facts,
                 node: &self.node_facts,
@@ -784,6 +794,13 @@ impl Supervisor {
                 adopt::save_instance(&self.dirs, &self.slots[k]);
                 self.retry_backoff.reset(&format!("create/{name}"));
                 self.instance_started(k);
+            }
+            Err(_) if sb.network_ready().is_err() => {
+                // the container never ran: the pod network is what failed
+                let e = sb.network_ready().err().unwrap_or_default();
+                self.remove_sandbox(Some(sb));
+                self.sandbox_failed(Timestamp::now(), &e);
+                self.set_waiting(k, Waiting::ContainerCreating);
             }
             Err(w) => {
                 let done = Timestamp::now();
@@ -1033,7 +1050,9 @@ impl Supervisor {
 
     /// Everything of the pod off the node.
     fn remove_all(&mut self) -> Vec<String> {
-        self.sandbox = None;
+        if let Some(sb) = self.sandbox.take() {
+            let _ = sb.network_ready();
+        }
         self.stop_pause();
         crate::cleanup::remove_pod(&self.node, &self.store, Some(&self.network), &self.dirs)
     }
