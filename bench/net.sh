@@ -32,6 +32,16 @@ cleanup() {
   for n in "${NS[@]}"; do ip netns pids "$n" 2>/dev/null | xargs -r kill 2>/dev/null; ip netns del "$n" 2>/dev/null; done
   for l in "${LINKS[@]}"; do ip link del "$l" 2>/dev/null; done
   nft delete table ip "kbench_$P" 2>/dev/null
+  # krun-cni's FORWARD chain, made where a filter table exists (podman's
+  # netavark or docker made one): the jump from FORWARD first, then the chain
+  if [ -n "${BR_K:-}" ]; then
+    for ipt in iptables-nft iptables-legacy; do
+      command -v "$ipt" >/dev/null || continue
+      "$ipt" -w -S FORWARD 2>/dev/null | grep -- "-j KRUN-FWD-$BR_K\$" | sed 's/^-A /-D /' \
+        | while read -r rule; do eval "$ipt -w $rule"; done
+      "$ipt" -w -F "KRUN-FWD-$BR_K" 2>/dev/null && "$ipt" -w -X "KRUN-FWD-$BR_K"
+    done
+  fi
   if [ "$NAT_BEFORE" = n ] && [ "$(nft -j list table ip nat 2>/dev/null | python3 -c 'import json,sys; print(sum("rule" in i for i in json.load(sys.stdin)["nftables"]))' 2>/dev/null)" = 0 ]; then
     nft delete table ip nat
   fi

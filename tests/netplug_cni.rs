@@ -5,6 +5,7 @@
 mod common;
 mod netplug_util;
 
+use krun_netplug::{Network, NetworkConfig};
 use netplug_util::*;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -292,19 +293,35 @@ fn netplug_cni_version_status_gc_and_errors() {
     assert!(!ok && err["code"] == 2, "{err}");
 
     // STATUS reports "not available" (50) once the subnet has no address left
-    struct Undo(String, String);
-    impl Drop for Undo {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["link", "del", &self.0]).output();
-            let _ = Command::new("nft")
-                .args(["delete", "table", "ip", &self.1])
-                .output();
-        }
-    }
     let small_bridge = format!("{}s", t.bridge());
     let small_table = format!("{}_s", t.table());
-    let _undo = Undo(small_bridge.clone(), small_table.clone());
     let small_net = format!("10.252.{}.252/30", t.claim.n);
+    // the small network's node state (bridge, nft table, FORWARD chain)
+    // goes with it, on failure too
+    struct Undo(Network);
+    impl Drop for Undo {
+        fn drop(&mut self) {
+            let _ = self.0.reset();
+        }
+    }
+    let subnet: krun_netplug::Ipv4Net = small_net.parse().unwrap();
+    let _undo = Undo(
+        Network::new(
+            NetworkConfig {
+                cluster_cidr: subnet,
+                subnet,
+                bridge: small_bridge.clone(),
+                mtu: 1500,
+                ip_masq: true,
+                nft_table: small_table.clone(),
+            },
+            krun_netplug::Paths {
+                config_dir: t.root.join("small/etc"),
+                state_dir: t.root.join("small/state"),
+            },
+        )
+        .unwrap(),
+    );
     let mut small = conf.clone();
     small["name"] = json!("npsmall");
     small["bridge"] = json!(small_bridge);
