@@ -12,8 +12,10 @@
 #   the shared pages of its binary again: N copies of one program's text)
 #   and summed PSS from /proc/PID/smaps_rollup (shared pages divided among
 #   the processes that map them: what the pods really cost), PSS split in
-#   anonymous and file-backed. The containers' own processes are not
-#   counted on either side. Target for krun: PSS <= 2 MiB per pod;
+#   anonymous and file-backed; and the group's RSS, each physical page
+#   counted once however many of the processes map it (bench/rss-union.py:
+#   what the group holds in RAM). The containers' own processes are not
+#   counted on either side. Target for krun: <= 2 MiB per pod;
 # - `krun get pods` latency with N pods (median of 11 runs; target <= 50 ms).
 #
 # krun runs with roots and a pod network of its own (bridge krund0,
@@ -109,6 +111,7 @@ sups=()
 for f in "$KRUN_RUN_ROOT"/supervisors/*/supervisor.pid; do sups+=("$(cat "$f")"); done
 [ "${#sups[@]}" = "$n" ] || { echo "density.sh: ${#sups[@]} supervisors for $n pods" >&2; exit 1; }
 read -r krss kpss kanon kfile < <(mem "$agent" "${sups[@]}")
+kunion=$(python3 "$here/bench/rss-union.py" "$agent" "${sups[@]}")
 read -r arss apss _ _ < <(mem "$agent")
 lat=()
 for _ in $(seq 11); do
@@ -145,11 +148,12 @@ for i in $(seq "$n"); do
   done
 done
 read -r prss ppss panon pfile < <(mem "${keep[@]}")
+punion=$(python3 "$here/bench/rss-union.py" "${keep[@]}")
 
 echo "density: $n pods of one busybox sleep container ($(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo))"
 echo "all Running after            krun $(ms "$t0" "$t1") ms (agent, manifests dropped together; load $kload)"
 echo "                             podman $(ms "$t2" "$t3") ms (kube play one after another; load $pload)"
-echo "memory per pod (MiB)         summed VmRSS   summed PSS (anon + file)"
-echo "krun agent + supervisors     $(per_pod "$krss")          $(per_pod "$kpss") ($(per_pod "$kanon") + $(per_pod "$kfile"))   [agent alone: RSS $((arss / 1024)) MiB, PSS $((apss / 1024)) MiB]"
-echo "podman conmon + infra        $(per_pod "$prss")          $(per_pod "$ppss") ($(per_pod "$panon") + $(per_pod "$pfile"))   [${#keep[@]} processes]"
+echo "memory per pod (MiB)         group RSS (each page once)   summed VmRSS   summed PSS (anon + file)"
+echo "krun agent + supervisors     $(per_pod "$kunion")                          $(per_pod "$krss")          $(per_pod "$kpss") ($(per_pod "$kanon") + $(per_pod "$kfile"))   [agent alone: RSS $((arss / 1024)) MiB, PSS $((apss / 1024)) MiB]"
+echo "podman conmon + infra        $(per_pod "$punion")                          $(per_pod "$prss")          $(per_pod "$ppss") ($(per_pod "$panon") + $(per_pod "$pfile"))   [${#keep[@]} processes]"
 echo "krun get pods with $n pods   median $lmed ms of 11 (all: ${lat[*]})"
