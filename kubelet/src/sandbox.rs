@@ -154,25 +154,18 @@ impl Wiring {
 
     fn start(network: &Network, r: Reserved) -> Wiring {
         let net = network.clone();
-        // the reservation comes back if no thread can be made: wire here
-        let (tx, rx) = std::sync::mpsc::channel();
         let spawned = std::thread::Builder::new()
             .name("pod-network".into())
-            .spawn(move || match rx.recv() {
-                Ok(r) => net.wire(r).map_err(|e| e.to_string()),
-                Err(_) => Err("wiring the pod network: no reservation arrived".into()),
-            });
+            .spawn(move || net.wire(r).map_err(|e| e.to_string()));
         match spawned {
-            Ok(t) => {
-                let _ = tx.send(r);
-                Wiring {
-                    thread: Mutex::new(Some(t)),
-                    outcome: OnceLock::new(),
-                }
-            }
-            Err(_) => Wiring {
+            Ok(t) => Wiring {
+                thread: Mutex::new(Some(t)),
+                outcome: OnceLock::new(),
+            },
+            // the reservation went with the closure: teardown releases it
+            Err(e) => Wiring {
                 thread: Mutex::new(None),
-                outcome: OnceLock::from(network.wire(r).map_err(|e| e.to_string())),
+                outcome: OnceLock::from(Err(format!("starting the pod network thread: {e}"))),
             },
         }
     }
@@ -326,59 +319,50 @@ impl Shape {
             host_pid: spec.and_then(|s| s.host_pid).unwrap_or(false),
         })
     }
+
+    /// The sandbox of this shape: the namespaces a container joins (the
+    /// host's where the pod asks for them), /dev/shm unless hostIPC.
+    fn sandbox(self, hostname: String, ip: Option<Ipv4Addr>, wiring: Option<Wiring>) -> PodSandbox {
+        let own = |host: bool, kind: Kind| own_ns(&self.dir, host, kind);
+        PodSandbox {
+            hostname,
+            net: own(self.host_network, Kind::Net),
+            ipc: own(self.host_ipc, Kind::Ipc),
+            uts: own(self.host_network, Kind::Uts),
+            pid: if self.host_pid { Ns::Host } else { Ns::New },
+            shm: (!self.host_ipc).then(|| self.dir.join("shm")),
+            ip,
+            wiring: wiring.map(Arc::new),
+            uid: self.uid,
+            dir: self.dir,
+        }
+    }
 }
 
 /// Makes the pod's sandbox under `run_root`. On failure everything made so
 /// far is removed again. `pod` must carry its uid (metadata.uid).
 pub fn create(run_root: &Path, network: &Network, pod: &Pod) -> Result<PodSandbox> {
-    let Shape {
-        uid,
-        dir,
-        host_network,
-        host_ipc,
-        host_pid,
-    } = Shape::of(run_root, pod)?;
+    let shape = Shape::of(run_root, pod)?;
     let hostname = pod_hostname(pod)?;
     let ports = host_ports(pod)?;
 
     fs::create_dir_all(run_root).map_err(io_err("create run root", run_root))?;
-    match fs::create_dir(&dir) {
+    match fs::create_dir(&shape.dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            return Err(SandboxError::Exists(dir));
+            return Err(SandboxError::Exists(shape.dir));
         }
-        Err(e) => return Err(io_err("create sandbox directory", &dir)(e)),
+        Err(e) => return Err(io_err("create sandbox directory", &shape.dir)(e)),
     }
-    let made = make(
-        &dir,
-        network,
-        &uid,
-        &hostname,
-        host_network,
-        host_ipc,
-        ports,
-    );
-    match made {
-        Ok((shm, reserved)) => {
-            let own = |host: bool, kind: Kind| own_ns(&dir, host, kind);
+    match make(&shape, network, &hostname, ports) {
+        Ok(reserved) => {
             let ip = reserved.as_ref().map(Reserved::ip);
-            let wiring = reserved.map(|r| Arc::new(Wiring::start(network, r)));
-            Ok(PodSandbox {
-                uid,
-                hostname,
-                net: own(host_network, Kind::Net),
-                ipc: own(host_ipc, Kind::Ipc),
-                uts: own(host_network, Kind::Uts),
-                pid: if host_pid { Ns::Host } else { Ns::New },
-                shm,
-                ip,
-                wiring,
-                dir,
-            })
+            let wiring = reserved.map(|r| Wiring::start(network, r));
+            Ok(shape.sandbox(hostname, ip, wiring))
         }
         Err(e) => {
             // the directory is ours (create_dir succeeded): remove it all
-            let _ = teardown(run_root, network, &uid);
+            let _ = teardown(run_root, network, &shape.uid);
             Err(e)
         }
     }
@@ -388,46 +372,33 @@ pub fn create(run_root: &Path, network: &Network, pod: &Pod) -> Result<PodSandbo
 /// a re-spawned one (its namespaces, shm and attachment stay as they
 /// are); None when there is none.
 pub fn reopen(run_root: &Path, network: &Network, pod: &Pod) -> Result<Option<PodSandbox>> {
-    let Shape {
-        uid,
-        dir,
-        host_network,
-        host_ipc,
-        host_pid,
-    } = Shape::of(run_root, pod)?;
-    if !dir.is_dir() {
+    let shape = Shape::of(run_root, pod)?;
+    if !shape.dir.is_dir() {
         return Ok(None);
     }
-    let attachment = if host_network {
+    let attachment = if shape.host_network {
         None
     } else {
-        network.attachment(&uid, POD_IFNAME)?
+        network.attachment(&shape.uid, POD_IFNAME)?
     };
     let ip = attachment.as_ref().map(|a| a.address.addr);
-    let own = |host: bool, kind: Kind| own_ns(&dir, host, kind);
-    Ok(Some(PodSandbox {
-        hostname: pod_hostname(pod)?,
-        net: own(host_network, Kind::Net),
-        ipc: own(host_ipc, Kind::Ipc),
-        uts: own(host_network, Kind::Uts),
-        pid: if host_pid { Ns::Host } else { Ns::New },
-        shm: (!host_ipc).then(|| dir.join("shm")),
+    let hostname = pod_hostname(pod)?;
+    Ok(Some(shape.sandbox(
+        hostname,
         ip,
-        wiring: attachment.map(|a| Arc::new(Wiring::done(a))),
-        uid,
-        dir,
-    }))
+        attachment.map(Wiring::done),
+    )))
 }
 
+/// Makes the sandbox's namespaces and /dev/shm under its (new, empty)
+/// directory and reserves its address.
 fn make(
-    dir: &Path,
+    shape: &Shape,
     network: &Network,
-    uid: &str,
     hostname: &str,
-    host_network: bool,
-    host_ipc: bool,
     ports: Vec<PortMapping>,
-) -> Result<(Option<PathBuf>, Option<Reserved>)> {
+) -> Result<Option<Reserved>> {
+    let (dir, host_network, host_ipc) = (&shape.dir, shape.host_network, shape.host_ipc);
     let kinds: Vec<Kind> = Kind::ALL
         .into_iter()
         .filter(|k| match k {
@@ -451,9 +422,7 @@ fn make(
         let name = (!host_network).then_some(hostname);
         make_namespaces(dir, &kinds, name)?;
     }
-    let shm = if host_ipc {
-        None
-    } else {
+    if !host_ipc {
         let shm = dir.join("shm");
         fs::create_dir(&shm).map_err(io_err("create shm directory", &shm))?;
         let opts = format!("mode=1777,size={SHM_SIZE}");
@@ -468,20 +437,18 @@ fn make(
             step: "mount the pod's /dev/shm tmpfs",
             source,
         })?;
-        Some(shm)
-    };
-    let reserved = if host_network {
+    }
+    if host_network {
         // the pod's address is the node's (the bridge gateway, status.hostIP):
         // it must be on the node even when no other pod brought the bridge up,
         // or probes of the pod would leave the node
         network.setup()?;
-        None
+        Ok(None)
     } else {
-        let mut req = AttachRequest::pod(uid, &ns_path(dir, Kind::Net));
+        let mut req = AttachRequest::pod(&shape.uid, &ns_path(dir, Kind::Net));
         req.port_mappings = ports;
-        Some(network.reserve(&req)?)
-    };
-    Ok((shm, reserved))
+        Ok(Some(network.reserve(&req)?))
+    }
 }
 
 /// Unshares `kinds` on a thread of its own, names the new UTS namespace,

@@ -517,11 +517,11 @@ impl Supervisor {
         self.sandbox_retry = Some(backoff::after(now, Duration::from_secs(10)));
     }
 
-    /// Removes the sandbox; links still being wired are waited for first.
+    /// Removes the sandbox (`sb`, a copy of it, or the one held). Dropping
+    /// the last copy waits for links still being wired, so the teardown
+    /// never races them.
     fn remove_sandbox(&mut self, sb: Option<PodSandbox>) {
-        if let Some(sb) = sb.or_else(|| self.sandbox.take()) {
-            let _ = sb.network_ready();
-        }
+        drop(sb);
         self.sandbox = None;
         let _ = sandbox::teardown(&self.node.paths.sandbox_root(), &self.network, self.uid());
     }
@@ -795,23 +795,27 @@ impl Supervisor {
                 self.retry_backoff.reset(&format!("create/{name}"));
                 self.instance_started(k);
             }
-            Err(_) if sb.network_ready().is_err() => {
-                // the container never ran: the pod network is what failed
-                let e = sb.network_ready().err().unwrap_or_default();
-                self.remove_sandbox(Some(sb));
-                self.sandbox_failed(Timestamp::now(), &e);
-                self.set_waiting(k, Waiting::ContainerCreating);
-            }
-            Err(w) => {
-                let done = Timestamp::now();
-                self.events
-                    .push(Event::failed(done, w.message().unwrap_or(w.reason())));
-                let key = format!("create/{name}");
-                self.retry_backoff.next(&key, done, done);
-                self.slots[k].retry_at = self.retry_backoff.ends_at(&key);
-                self.set_waiting(k, w);
-            }
+            Err(w) => match sb.network_ready() {
+                Err(e) => {
+                    // the container never ran: the pod network is what failed
+                    self.remove_sandbox(Some(sb));
+                    self.sandbox_failed(Timestamp::now(), &e);
+                    self.set_waiting(k, Waiting::ContainerCreating);
+                }
+                Ok(()) => self.start_failed(k, &name, w),
+            },
         }
+    }
+
+    /// A create or start that failed: an event, the back-off, the reason.
+    fn start_failed(&mut self, k: usize, name: &str, w: Waiting) {
+        let done = Timestamp::now();
+        self.events
+            .push(Event::failed(done, w.message().unwrap_or(w.reason())));
+        let key = format!("create/{name}");
+        self.retry_backoff.next(&key, done, done);
+        self.slots[k].retry_at = self.retry_backoff.ends_at(&key);
+        self.set_waiting(k, w);
     }
 
     /// The slot waits for `w`, keeping how it last ended.
@@ -1050,9 +1054,8 @@ impl Supervisor {
 
     /// Everything of the pod off the node.
     fn remove_all(&mut self) -> Vec<String> {
-        if let Some(sb) = self.sandbox.take() {
-            let _ = sb.network_ready();
-        }
+        // waits for links still being wired (see remove_sandbox)
+        self.sandbox = None;
         self.stop_pause();
         crate::cleanup::remove_pod(&self.node, &self.store, Some(&self.network), &self.dirs)
     }
