@@ -255,11 +255,10 @@ pub fn apply(node: &Node, m: &Manifests) -> Result<Vec<Applied>> {
         let file = &at.file;
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let name = pod.metadata.name.as_deref().unwrap_or_default();
-        let same_name = |d: &DesiredPod| {
-            let m = &d.pod.metadata;
-            m.name.as_deref() == Some(name) && m.namespace.as_deref().unwrap_or("default") == ns
-        };
-        match known.iter().find(|(d, _)| same_name(d)) {
+        match known
+            .iter()
+            .find(|(d, _)| d.name() == name && d.namespace() == ns)
+        {
             Some((d, dirs)) if same_spec(&d.pod, pod) => {
                 plan.push((pod, file, Some((d.clone(), dirs.clone()))))
             }

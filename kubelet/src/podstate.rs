@@ -71,6 +71,15 @@ pub struct DesiredPod {
     pub source: String,
 }
 
+impl DesiredPod {
+    pub fn name(&self) -> &str {
+        self.pod.metadata.name.as_deref().unwrap_or_default()
+    }
+    pub fn namespace(&self) -> &str {
+        self.pod.metadata.namespace.as_deref().unwrap_or("default")
+    }
+}
+
 /// One container slot of the supervisor, as saved for `get` and for a
 /// supervisor that re-adopts the pod.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -239,20 +248,10 @@ pub struct KnownPod {
 
 impl KnownPod {
     pub fn name(&self) -> &str {
-        self.desired
-            .pod
-            .metadata
-            .name
-            .as_deref()
-            .unwrap_or_default()
+        self.desired.name()
     }
     pub fn namespace(&self) -> &str {
-        self.desired
-            .pod
-            .metadata
-            .namespace
-            .as_deref()
-            .unwrap_or("default")
+        self.desired.namespace()
     }
     /// The pod with the latest status the supervisor wrote (the desired
     /// pod alone before the first one).
@@ -324,10 +323,6 @@ pub fn with_status((desired, dirs): (DesiredPod, PodDirs)) -> KnownPod {
 pub fn find(paths: &NodePaths, namespace: &str, name: &str) -> Result<Option<KnownPod>> {
     Ok(admitted(paths)?
         .into_iter()
-        .find(|(d, _)| {
-            let m = &d.pod.metadata;
-            m.name.as_deref() == Some(name)
-                && m.namespace.as_deref().unwrap_or("default") == namespace
-        })
+        .find(|(d, _)| d.name() == name && d.namespace() == namespace)
         .map(with_status))
 }
