@@ -42,13 +42,10 @@ grep -q 'nofile=1024:1024' /etc/containers/containers.conf 2>/dev/null || {
 work=$(mktemp -d /tmp/krun-density.XXXXXX)
 . "$here/bench/hugetlb.sh"
 . "$here/bench/sleep-pod.sh"
-export KRUN_ROOT=$work/root KRUN_RUN_ROOT=/run/krun-density-$$ KRUN_LOG_ROOT=$work/log KRUN_CONFIG_DIR=$work/etc
+krun_bench_node "$work" density krund0 10.250.0.0/24 krun_density
 export KRUN_RUNTIME=$(dirname "$krun")/krun-runtime
 node=density
-mkdir -p "$KRUN_CONFIG_DIR" "$work/src" "$work/manifests"
-cat >"$KRUN_CONFIG_DIR/netplug.json" <<J
-{"clusterCidr":"10.250.0.0/24","subnet":"10.250.0.0/24","bridge":"krund0","mtu":1500,"ipMasq":true,"nftTable":"krun_density"}
-J
+mkdir -p "$work/src" "$work/manifests"
 agent=
 # kube play makes this network on first use: removed again if this run made it
 kube_net=podman-default-kube-network
@@ -57,15 +54,11 @@ cleanup() {
   set +e
   if [ -n "$agent" ]; then kill "$agent" 2>/dev/null; wait "$agent" 2>/dev/null; fi
   # the agent is stopped: deleting its static pods is final
-  "$krun" get pods 2>/dev/null | awk 'NR > 1 {print $1}' |
-    xargs -r -P 8 -n 1 "$krun" delete --grace-period 0 pod >/dev/null 2>&1
   for i in $(seq "$n"); do
     [ -e "$work/podman-$i" ] && podman kube down "$work/src/d$i.yaml" >/dev/null 2>&1
   done
   [ -z "$kube_net_was" ] && podman network rm "$kube_net" >/dev/null 2>&1
-  "$krun" network --config-dir "$KRUN_CONFIG_DIR" --state-dir "$KRUN_ROOT/netplug" reset >/dev/null 2>&1
-  # never into a mount a pod that would not go still holds
-  rm -rf --one-file-system "$work" "$KRUN_RUN_ROOT"
+  krun_bench_node_remove "$work"
   hugetlb_v1_release
 }
 trap cleanup EXIT
@@ -77,8 +70,6 @@ for i in $(seq "$n"); do
   sleep_pod "d$i" "$image" >"$work/src/d$i.yaml"
 done
 
-ms() { echo $(( ($2 - $1) / 1000000 )); }
-now() { date +%s%N; }
 # sums VmRSS and Pss, Pss_Anon, Pss_File (kB) of the given pids
 mem() {
   local rss=0 pss=0 anon=0 file=0 p v
@@ -97,14 +88,14 @@ running_krun() { "$krun" get pods 2>/dev/null | awk '$3 == "Running"' | wc -l; }
 "$krun" kubelet --manifests "$work/manifests" --node-name "$node" 2>"$work/agent.log" &
 agent=$!
 sleep 1
-t0=$(now)
+t0=$EPOCHREALTIME
 for i in $(seq "$n"); do mv "$work/src/d$i.yaml" "$work/manifests/"; done
 deadline=$(( $(date +%s) + 600 ))
 while [ "$(running_krun)" != "$n" ]; do
   [ "$(date +%s)" -lt "$deadline" ] || { echo "density.sh: only $(running_krun) of $n krun pods Running after 600 s" >&2; tail "$work/agent.log" >&2; exit 1; }
   sleep 0.2
 done
-t1=$(now)
+t1=$EPOCHREALTIME
 kload=$(cut -d' ' -f1-3 /proc/loadavg)
 sleep 15 # let start-up threads (pull and netlink pools) end
 sups=()
@@ -115,7 +106,7 @@ kunion=$(python3 "$here/bench/rss-union.py" "$agent" "${sups[@]}")
 read -r arss apss _ _ < <(mem "$agent")
 lat=()
 for _ in $(seq 11); do
-  a=$(now); "$krun" get pods >/dev/null; b=$(now)
+  a=$EPOCHREALTIME; "$krun" get pods >/dev/null; b=$EPOCHREALTIME
   lat+=("$(ms "$a" "$b")")
 done
 lmed=$(printf '%s\n' "${lat[@]}" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
@@ -126,7 +117,7 @@ for i in $(seq "$n"); do mv "$work/manifests/d$i.yaml" "$work/src/"; done
 "$krun" get pods | awk 'NR > 1 {print $1}' | xargs -r -P 8 -n 1 "$krun" delete --grace-period 0 pod >/dev/null
 
 # --- podman: the same manifests ---
-t2=$(now)
+t2=$EPOCHREALTIME
 for i in $(seq "$n"); do
   touch "$work/podman-$i"
   podman kube play --tls-verify=false "$work/src/d$i.yaml" >/dev/null 2>"$work/err" \
@@ -134,7 +125,7 @@ for i in $(seq "$n"); do
 done
 prunning=$(podman pod ps --filter name='^d[0-9]+$' --format '{{.Name}} {{.Status}}' | grep -c ' Running' || true)
 [ "$prunning" = "$n" ] || { echo "density.sh: only $prunning of $n podman pods Running" >&2; exit 1; }
-t3=$(now)
+t3=$EPOCHREALTIME
 pload=$(cut -d' ' -f1-3 /proc/loadavg)
 sleep 15
 keep=()

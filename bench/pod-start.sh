@@ -29,18 +29,13 @@ work=$(mktemp -d /tmp/krun-pod-start.XXXXXX)
 # podman runs its default runtime, crun, which needs hugetlb on v1 here.
 . "$here/bench/hugetlb.sh"
 . "$here/bench/sleep-pod.sh"
-export KRUN_ROOT=$work/root KRUN_RUN_ROOT=/run/krun-bench-$$ KRUN_LOG_ROOT=$work/log KRUN_CONFIG_DIR=$work/etc
-mkdir -p "$KRUN_CONFIG_DIR"
-cat >"$KRUN_CONFIG_DIR/netplug.json" <<J
-{"clusterCidr":"10.251.0.0/24","subnet":"10.251.0.0/24","bridge":"krunb0","mtu":1500,"ipMasq":true,"nftTable":"krun_bench"}
-J
+krun_bench_node "$work" bench krunb0 10.251.0.0/24 krun_bench
 cleanup() {
+  set +e
   for i in $(seq "$n"); do
-    "$krun" delete pod "bench-$i" --grace-period 0 >/dev/null 2>&1 || true
-    podman kube down "$work/p$i.yaml" >/dev/null 2>&1 || true
+    podman kube down "$work/p$i.yaml" >/dev/null 2>&1
   done
-  "$krun" network --config-dir "$KRUN_CONFIG_DIR" --state-dir "$KRUN_ROOT/netplug" reset >/dev/null 2>&1 || true
-  rm -rf "$work" "$KRUN_RUN_ROOT"
+  krun_bench_node_remove "$work"
   hugetlb_v1_release
 }
 trap cleanup EXIT
@@ -52,9 +47,6 @@ for i in $(seq "$n"); do
   sleep_pod "bench-$i" "$image" >"$work/p$i.yaml"
 done
 
-# bash's own clock: a `date` process per stamp would add its fork and exec
-# (1.5-3.5 ms here) to every figure
-ms() { echo $(( ($2 - $1) / 1000 )); }
 # Between two starts (untimed, after each tool alike): what a start leaves
 # running in the background (podman's conmon and cleanup processes, a
 # supervisor's first status writes) finishes before the other tool is timed.
@@ -70,7 +62,7 @@ for i in $(seq "$n"); do
     || { echo "pod-start.sh: podman kube play bench-$i failed:" >&2; cat "$work/err" >&2; exit 1; }
   t3=$EPOCHREALTIME
   settle
-  k+=("$(ms "${t0//[.,]/}" "${t1//[.,]/}")") p+=("$(ms "${t2//[.,]/}" "${t3//[.,]/}")")
+  k+=("$(ms "$t0" "$t1")") p+=("$(ms "$t2" "$t3")")
 done
 # the pods must really be running, or the figures mean nothing
 running=$("$krun" get pods | awk '$3 == "Running"' | wc -l)
